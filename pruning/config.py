@@ -1,0 +1,84 @@
+"""RunConfig: everything needed to reproduce a run, stored with it (one frozen, flat dataclass)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pruning.errors import UserError
+from pruning.masks import Scope, validate_sparsity
+
+Schedule = Literal["oneshot", "iterative", "lottery"]
+SCHEDULES = ("oneshot", "iterative", "lottery")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str
+    method: str
+    sparsity: float
+    data: str | None = None
+    weights: str | None = None
+    scope: Scope = "global"
+    layer_sparsity: tuple[tuple[str, float], ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
+    finetune_epochs: int = 0
+    schedule: Schedule = "oneshot"
+    steps: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    latency: bool = True
+    batch_size: int = 256
+    export: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_sparsity(self.sparsity)
+        if self.scope not in ("global", "layer"):
+            raise UserError(f"scope must be 'global' or 'layer', got '{self.scope}'")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
+        for name, value in self.layer_sparsity:
+            validate_sparsity(value, f"sparsity of layer {name}")
+        for field, low in (("finetune_epochs", 0), ("steps", 1), ("batch_size", 1)):
+            if not isinstance(getattr(self, field), int) or getattr(self, field) < low:
+                raise UserError(f"{field.replace('_', '-')} must be an integer >= {low}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise UserError(f"device must be cpu, cuda or auto, got '{self.device}'")
+
+    @property
+    def overrides(self) -> dict[str, float]:
+        return dict(self.layer_sparsity)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["layer_sparsity"] = dict(self.layer_sparsity)
+        d["options"] = dict(self.options)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d["layer_sparsity"] = tuple(sorted(dict(d.get("layer_sparsity") or {}).items()))
+        d["options"] = tuple(sorted(dict(d.get("options") or {}).items()))
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def parse_layer_sparsity(items: list[str]) -> tuple[tuple[str, float], ...]:
+    """`NAME=S` strings (from --layer-sparsity) as sorted (name, sparsity) pairs."""
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not sep or not name or math.isnan(number):
+            raise UserError(f"--layer-sparsity expects NAME=S with S in [0, 1), got '{item}'")
+        pairs[name] = validate_sparsity(number, f"sparsity of layer {name}")
+    return tuple(sorted(pairs.items()))

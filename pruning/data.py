@@ -1,0 +1,154 @@
+"""Datasets: the bundled sample datasets and user-supplied ones, as tensor pairs.
+
+A dataset is always materialised as tensors (`Split`), because every dataset we
+ship is small and pruning experiments evaluate the same test set many times.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from pruning.errors import UserError
+
+
+@dataclass(frozen=True)
+class Split:
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def loader(self, batch_size: int = 256, shuffle: bool = False, seed: int = 0) -> DataLoader:
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        return DataLoader(
+            TensorDataset(self.x, self.y), batch_size=batch_size, shuffle=shuffle, generator=generator
+        )
+
+
+@dataclass(frozen=True)
+class Data:
+    name: str
+    train: Split
+    test: Split
+    num_classes: int
+
+
+def _split(x, y) -> Split:
+    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    return Split(x, y)
+
+
+def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean, std = train.mean(axis=0), train.std(axis=0)
+    std[std == 0] = 1.0  # constant pixels (digits' borders) stay at zero
+    return (train - mean) / std, (test - mean) / std
+
+
+def digits() -> Data:
+    """scikit-learn's bundled 8x8 digits: fixed stratified 75/25 split, standardised."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
+    x_tr, x_te = _standardise(x_tr.astype(np.float32), x_te.astype(np.float32))
+    return Data("digits", _split(x_tr, y_tr), _split(x_te, y_te), 10)
+
+
+MNIST1D_ARGS = {"num_samples": 12000, "train_split": 10000 / 12000, "seed": 42}
+
+
+def _cache_dir() -> Path:
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "pruning-lab"
+
+
+def mnist1d() -> Data:
+    """MNIST-1D generated offline with the `mnist1d` package (never its download path).
+
+    Generation takes a few seconds, so the arrays are cached on disk keyed by the
+    generator arguments.
+    """
+    key = hashlib.sha256(json.dumps(MNIST1D_ARGS, sort_keys=True).encode()).hexdigest()[:12]
+    path = _cache_dir() / f"mnist1d-{key}.npz"
+    if not path.exists():
+        from mnist1d.data import get_dataset_args, make_dataset
+
+        args = get_dataset_args()
+        for name, value in MNIST1D_ARGS.items():
+            setattr(args, name, value)
+        d = make_dataset(args)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
+        np.savez_compressed(tmp, x=d["x"], y=d["y"], x_test=d["x_test"], y_test=d["y_test"])
+        os.replace(tmp, path)
+    with np.load(path) as d:
+        x_tr, x_te = _standardise(d["x"].astype(np.float32), d["x_test"].astype(np.float32))
+        return Data("mnist1d", _split(x_tr, d["y"]), _split(x_te, d["y_test"]), 10)
+
+
+DATASETS = {"digits": digits, "mnist1d": mnist1d}
+
+
+def _from_tuple_or_dataset(obj, what: str) -> Split:
+    if isinstance(obj, (tuple, list)) and len(obj) == 2:
+        return _split(obj[0], obj[1])
+    if isinstance(obj, torch.utils.data.Dataset):
+        xs, ys = zip(*(obj[i] for i in range(len(obj))))
+        return _split(torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
+    raise UserError(f"{what} must be a torch Dataset or a tuple (X, y) of tensors")
+
+
+def load_python_object(spec: str, what: str):
+    """Import `path/to/file.py:function` and call it with no arguments."""
+    path, _, func = spec.rpartition(":")
+    if not path.endswith(".py") or not func:
+        raise UserError(f"{what} '{spec}' must look like path/to/file.py:function")
+    if not Path(path).is_file():
+        raise UserError(f"{what} file '{path}' does not exist")
+    module_spec = importlib.util.spec_from_file_location(Path(path).stem, path)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        raise UserError(f"could not import '{path}': {type(exc).__name__}: {exc}") from exc
+    if not callable(getattr(module, func, None)):
+        raise UserError(f"'{path}' has no function '{func}'")
+    return getattr(module, func)()
+
+
+def load(spec: str) -> Data:
+    """A sample dataset id, `file.py:function` returning (train, test), or an .npz file."""
+    if spec in DATASETS:
+        return DATASETS[spec]()
+    if spec.endswith(".npz"):
+        if not Path(spec).is_file():
+            raise UserError(f"dataset file '{spec}' does not exist")
+        try:
+            with np.load(spec, allow_pickle=False) as d:
+                train, test = _split(d["x_train"], d["y_train"]), _split(d["x_test"], d["y_test"])
+        except (KeyError, ValueError, OSError) as exc:
+            raise UserError(
+                f"'{spec}' must be an .npz with arrays x_train, y_train, x_test, y_test ({exc})"
+            ) from exc
+    elif ".py:" in spec:
+        pair = load_python_object(spec, "dataset")
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise UserError(f"'{spec}' must return (train, test)")
+        train, test = (_from_tuple_or_dataset(p, f"'{spec}' {n}") for p, n in zip(pair, ("train", "test")))
+    else:
+        known = ", ".join(DATASETS)
+        raise UserError(f"unknown dataset '{spec}': use one of {known}, an .npz file or file.py:function")
+    classes = int(max(train.y.max(), test.y.max())) + 1
+    return Data(Path(spec.split(":")[0]).stem, train, test, classes)

@@ -1,0 +1,237 @@
+"""Experiments: RunConfig -> result dict (the JSON contract of DESIGN.md §3), and sweeps.
+
+A sweep groups configs that share (model, weights, data, method, options, seed):
+the dense model is measured once and importance is computed once per group,
+then every sparsity level only selects, applies, (fine-tunes) and measures.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pruning import data as datasets
+from pruning import masks as masking
+from pruning import measure, methods, models
+from pruning.config import RunConfig
+from pruning.errors import UserError
+from pruning.export import export
+from pruning.train import fit
+
+Progress = Callable[[float, str], None]
+
+
+def _quiet(fraction: float, message: str) -> None:
+    pass
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+@dataclass
+class Prepared:
+    """A loaded dense model with its data and dense measurements, shared by a group of runs."""
+
+    config: RunConfig
+    model: nn.Module
+    data: datasets.Data
+    method: methods.Method
+    options: dict
+    layers: dict[str, nn.Module]
+    dense_state: dict[str, torch.Tensor]
+    example: torch.Tensor
+    flops: int
+    layer_flops: dict[str, int]
+    dense: dict
+
+    @property
+    def ctx(self) -> methods.Context:
+        return methods.Context(self.data.train, self.config.seed)
+
+
+def prepare(config: RunConfig) -> Prepared:
+    """Load and validate everything a run needs; raises UserError before any work is stored."""
+    method = methods.get(config.method)
+    options = method.options(dict(config.options))
+    dataset_spec = config.data or models.default_dataset(config.model)
+    if dataset_spec is None:
+        raise UserError(f"model '{config.model}' has no default dataset: pass --data")
+    model = models.load(config.model, config.weights)
+    data = datasets.load(dataset_spec)
+    layers = masking.prunable_layers(model)
+    unknown = sorted(set(config.overrides) - set(layers))
+    if unknown:
+        raise UserError(
+            f"unknown layer(s) in per-layer sparsity: {', '.join(unknown)}; "
+            f"prunable layers are {', '.join(layers)}"
+        )
+    try:
+        example = data.test.x[: config.batch_size]
+        total, per_layer = measure.layer_flops(model, example[:1])
+    except Exception as exc:
+        raise UserError(
+            f"the model cannot run on dataset '{dataset_spec}': {type(exc).__name__}: {exc}"
+        ) from exc
+    dense = {
+        "accuracy": measure.accuracy(model, data.test),
+        "per_class_accuracy": measure.per_class_accuracy(model, data.test, data.num_classes),
+        "params": measure.params(model),
+        "nonzero_params": measure.nonzero_params(model),
+        "flops": total,
+        "size_bytes": len(measure.state_bytes(model)),
+    }
+    return Prepared(
+        config,
+        model,
+        data,
+        method,
+        options,
+        layers,
+        copy.deepcopy(model.state_dict()),
+        example,
+        total,
+        per_layer,
+        dense,
+    )
+
+
+def importance(prep: Prepared) -> dict[str, torch.Tensor]:
+    model = copy.deepcopy(prep.model)
+    return prep.method.importance(model, masking.prunable_layers(model), prep.ctx, prep.options)
+
+
+def apply_level(prep: Prepared, work: nn.Module, scores: dict[str, torch.Tensor], config: RunConfig) -> dict:
+    """Reset `work` to the dense weights, then mask `config.sparsity` of them in place; returns the masks."""
+    work.load_state_dict(prep.dense_state)
+    if prep.method.granularity == "n:m":
+        keep = masking.select_nm(scores, prep.options["n"], prep.options["m"])
+    else:
+        keep = masking.select(scores, config.sparsity, config.scope, config.overrides)
+    masking.apply(masking.prunable_layers(work), keep)
+    return keep
+
+
+def finetune(prep: Prepared, work: nn.Module, config: RunConfig, keep: dict, progress: Progress) -> None:
+    """Fine-tune with the masks held fixed, with the model's own training recipe."""
+    if config.finetune_epochs <= 0:
+        return
+    train = models.train_config(config.model)
+    train = dataclasses.replace(train, epochs=config.finetune_epochs)
+    fit(
+        work,
+        prep.data.train,
+        train,
+        masks=masking.param_masks(work, keep),
+        seed=config.seed,
+        progress=progress,
+    )
+
+
+def summarise(
+    prep: Prepared, model: nn.Module, config: RunConfig, accuracy_before: float, removed: bool
+) -> dict:
+    """The result dict of a pruned model (the JSON contract); latency is filled in by the caller."""
+    layers = masking.prunable_layers(model)
+    table = measure.layer_table(prep.layers, layers, prep.layer_flops)
+    if removed:  # the architecture changed: count its FLOPs again
+        flops, _ = measure.layer_flops(model, prep.example[:1])
+    else:
+        density = {row["name"]: 1.0 - row["sparsity"] for row in table}
+        flops = measure.effective_flops(prep.flops, prep.layer_flops, density)
+    nonzero = measure.nonzero_params(model)
+    pruned = {
+        "accuracy": measure.accuracy(model, prep.data.test),
+        "accuracy_before_finetune": accuracy_before,
+        "per_class_accuracy": measure.per_class_accuracy(model, prep.data.test, prep.data.num_classes),
+        "params": measure.params(model),
+        "nonzero_params": nonzero,
+        "flops": flops,
+        "size_bytes": measure.size_bytes(model),
+        "removed": removed,
+    }
+    return {
+        "run_id": None,
+        "status": "succeeded",
+        "model": config.model,
+        "method": config.method,
+        "granularity": prep.method.granularity,
+        "scope": config.scope,
+        "target_sparsity": config.sparsity,
+        "sparsity": measure.sparsity(prep.layers, layers),
+        "config": config.to_dict(),
+        "dense": dict(prep.dense),
+        "pruned": pruned,
+        "compression_ratio": prep.dense["nonzero_params"] / max(nonzero, 1),
+        "theoretical_speedup": prep.flops / max(flops, 1),
+        "latency_ms": {"dense": None, "pruned": None, "batch_size": config.batch_size, "speedup": None},
+        "layers": table,
+    }
+
+
+def add_latency(result: dict, prep: Prepared, model: nn.Module) -> None:
+    timed = measure.latency_ms({"dense": prep.model, "pruned": model}, prep.example)
+    result["latency_ms"].update(timed, speedup=timed["dense"] / timed["pruned"])
+
+
+def run_one(prep: Prepared, scores: dict | None, config: RunConfig, progress: Progress = _quiet) -> dict:
+    """Prune one copy of the prepared model per `config`, fine-tune, measure, export."""
+    start = time.perf_counter()
+    work = copy.deepcopy(prep.model)
+    progress(0.0, "pruning")
+    keep = apply_level(prep, work, scores, config)
+    accuracy_before = measure.accuracy(work, prep.data.test)
+    finetune(prep, work, config, keep, lambda f, m: progress(0.1 + 0.7 * f, f"fine-tuning {m}"))
+    progress(0.8, "measuring")
+    result = summarise(prep, work, config, accuracy_before, removed=False)
+    if config.latency:
+        progress(0.9, "timing dense vs pruned")
+        add_latency(result, prep, work)
+    if config.export:
+        export(work, result, config.export, removed=result["pruned"]["removed"], example=prep.example)
+    result["seconds"] = time.perf_counter() - start
+    progress(1.0, "done")
+    return result
+
+
+def group_key(config: RunConfig) -> tuple:
+    """Configs with the same key share the dense model and the importance scores."""
+    return (
+        config.model,
+        config.weights,
+        config.data,
+        config.method,
+        config.options,
+        config.seed,
+        config.device,
+    )
+
+
+def groups(configs: Iterable[RunConfig]) -> list[list[RunConfig]]:
+    out: dict[tuple, list[RunConfig]] = {}
+    for config in configs:
+        out.setdefault(group_key(config), []).append(config)
+    return list(out.values())
+
+
+def run_group(configs: list[RunConfig], progress: Progress = _quiet) -> Iterator[dict]:
+    """Run configs sharing a group key, computing importance once; yields results in order."""
+    prep = prepare(configs[0])
+    scores = importance(prep)
+    share = 1.0 / len(configs)
+    for i, config in enumerate(configs):
+        yield run_one(prep, scores, config, lambda f, m, i=i: progress((i + f) * share, m))
+
+
+def run(config: RunConfig, progress: Progress = _quiet) -> dict:
+    return next(run_group([config], progress))

@@ -1,0 +1,132 @@
+"""Which weights are prunable, and turning importance scores into bool masks.
+
+Masks are bool tensors (True = kept) keyed by layer name, one per prunable
+layer's weight, and are applied in place: the model never holds a second
+float copy of its weights, unlike torch.nn.utils.prune's `_orig` + float mask.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Literal
+
+import torch
+from torch import nn
+
+from pruning.errors import UserError
+
+Scope = Literal["global", "layer"]
+PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Linear/Conv layers in model order; a weight shared by several layers is listed once."""
+    layers, seen = {}, set()
+    for name, module in model.named_modules():
+        if isinstance(module, PRUNABLE_TYPES) and id(module.weight) not in seen:
+            seen.add(id(module.weight))
+            layers[name] = module
+    if not layers:
+        raise UserError("the model has no prunable layers (Linear or Conv weights); nothing to prune")
+    return layers
+
+
+def n_to_prune(sparsity: float, numel: int) -> int:
+    # Python's round, exactly as torch.nn.utils.prune computes its amount.
+    return round(sparsity * numel)
+
+
+def _keep_mask(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """Prune the k lowest scores of a flat tensor; ties broken by position."""
+    keep = torch.ones(flat.numel(), dtype=torch.bool)
+    if k <= 0:
+        return keep
+    if k >= flat.numel():
+        return keep.zero_()
+    threshold = torch.kthvalue(flat, k).values
+    keep = flat > threshold
+    excess = flat.numel() - int(keep.sum()) - k
+    if excess > 0:  # more ties at the threshold than we need to prune: keep the last ones
+        tied = (flat == threshold).nonzero().flatten()
+        keep[tied[-excess:]] = True
+    return keep
+
+
+def validate_sparsity(value: float, what: str = "sparsity") -> float:
+    value = float(value)
+    if not (0.0 <= value < 1.0):  # also false for NaN
+        raise UserError(f"{what} must be a number in [0, 1), got {value}")
+    return value
+
+
+def select(
+    scores: Mapping[str, torch.Tensor],
+    sparsity: float,
+    scope: Scope = "global",
+    overrides: Mapping[str, float] | None = None,
+) -> dict[str, torch.Tensor]:
+    """Bool keep-masks pruning the lowest scores.
+
+    scope="layer": every layer at `sparsity`. scope="global": one threshold over
+    all layers without an override, chosen so the whole model lands on `sparsity`.
+    Overrides always fix their layer's own sparsity.
+    """
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(scores))
+    if unknown:
+        raise UserError(
+            f"unknown layer(s) in per-layer sparsity: {', '.join(unknown)}; "
+            f"prunable layers are {', '.join(scores)}"
+        )
+    validate_sparsity(sparsity)
+    for name, value in overrides.items():
+        validate_sparsity(value, f"sparsity of layer {name}")
+    masks = {
+        name: _keep_mask(s.flatten().float(), n_to_prune(overrides[name], s.numel())).view_as(s)
+        for name, s in scores.items()
+        if name in overrides or scope == "layer"
+    }
+    if scope == "layer":
+        for name, s in scores.items():
+            if name not in overrides:
+                masks[name] = _keep_mask(s.flatten().float(), n_to_prune(sparsity, s.numel())).view_as(s)
+        return masks
+    free = [name for name in scores if name not in overrides]
+    if free:
+        total = sum(s.numel() for s in scores.values())
+        fixed = sum(n_to_prune(overrides[n], scores[n].numel()) for n in overrides)
+        pool = torch.cat([scores[n].flatten().float() for n in free])
+        k = min(max(n_to_prune(sparsity, total) - fixed, 0), pool.numel())
+        keep = _keep_mask(pool, k)
+        for name, part in zip(free, keep.split([scores[n].numel() for n in free])):
+            masks[name] = part.view_as(scores[name])
+    return {name: masks[name] for name in scores}
+
+
+def select_nm(scores: Mapping[str, torch.Tensor], n: int, m: int) -> dict[str, torch.Tensor]:
+    """N:M masks: in every group of m consecutive input weights keep the n highest scores."""
+    masks = {}
+    for name, s in scores.items():
+        rows = s.reshape(s.shape[0], -1)
+        if rows.shape[1] % m:
+            raise UserError(
+                f"layer {name} has {rows.shape[1]} inputs, not a multiple of {m}; "
+                f"exclude it or use an unstructured method"
+            )
+        groups = rows.reshape(-1, m)
+        keep = torch.zeros_like(groups, dtype=torch.bool)
+        keep.scatter_(1, groups.topk(n, dim=1).indices, True)
+        masks[name] = keep.view_as(s)
+    return masks
+
+
+def apply(layers: Mapping[str, nn.Module], masks: Mapping[str, torch.Tensor]) -> None:
+    """Zero the pruned weights in place."""
+    with torch.no_grad():
+        for name, mask in masks.items():
+            layers[name].weight.mul_(mask)
+
+
+def param_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Re-key layer masks by parameter name (what the training loop holds fixed)."""
+    return {(f"{name}.weight" if name else "weight"): mask for name, mask in masks.items()}

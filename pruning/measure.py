@@ -1,0 +1,138 @@
+"""Measurements of a model: accuracy, parameters, non-zeros, FLOPs, bytes and latency.
+
+Everything here is measured, never estimated from a nominal sparsity: non-zeros
+are counted, FLOPs come from torch.utils.flop_counter (scaled by each masked
+layer's density for the *effective* count), bytes are the sizes of real
+encodings, and latency is timed with torch.utils.benchmark, dense and pruned
+interleaved in one process.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Mapping
+
+import torch
+from safetensors.torch import save
+from torch import nn
+from torch.utils import benchmark
+from torch.utils.flop_counter import FlopCounterMode
+
+from pruning.data import Split
+
+
+@torch.no_grad()
+def predictions(model: nn.Module, split: Split, batch_size: int = 2048) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(split.x[i : i + batch_size]).argmax(1) for i in range(0, len(split), batch_size)])
+
+
+def accuracy(model: nn.Module, split: Split) -> float:
+    return (predictions(model, split) == split.y).float().mean().item()
+
+
+def per_class_accuracy(model: nn.Module, split: Split, num_classes: int) -> list[float]:
+    hits = (predictions(model, split) == split.y).float()
+    counts = torch.bincount(split.y, minlength=num_classes).clamp(min=1)
+    return (torch.bincount(split.y, weights=hits, minlength=num_classes) / counts).tolist()
+
+
+def params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def nonzero_params(model: nn.Module) -> int:
+    return sum(int(torch.count_nonzero(p)) for p in model.parameters())
+
+
+def layer_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, dict[str, int]]:
+    """Total FLOPs of one forward pass of `example`, and FLOPs per module name."""
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(example)
+    root = type(model).__name__
+    per_module = {}
+    for key, ops in counter.get_flop_counts().items():
+        if key == root:
+            per_module[""] = sum(ops.values())
+        elif key.startswith(root + "."):
+            per_module[key[len(root) + 1 :]] = sum(ops.values())
+    return counter.get_total_flops(), per_module
+
+
+def effective_flops(total: int, per_layer: Mapping[str, int], density: Mapping[str, float]) -> int:
+    """FLOPs with each masked layer's share scaled by the fraction of its weights kept."""
+    return int(total - sum(per_layer.get(name, 0) * (1.0 - d) for name, d in density.items()))
+
+
+def state_bytes(model: nn.Module) -> bytes:
+    """The model's state_dict as a safetensors file (what a user would ship)."""
+    return save({k: v.detach().contiguous() for k, v in model.state_dict().items()})
+
+
+def sparse_bytes(model: nn.Module) -> int:
+    """Bytes of a bitmask + non-zero values encoding of every floating-point tensor."""
+    total = 0
+    for t in model.state_dict().values():
+        if t.is_floating_point():
+            total += (t.numel() + 7) // 8 + int(torch.count_nonzero(t)) * t.element_size()
+        else:
+            total += t.numel() * t.element_size()
+    return total
+
+
+def size_bytes(model: nn.Module) -> dict[str, int]:
+    dense = state_bytes(model)
+    return {"dense": len(dense), "sparse": sparse_bytes(model), "gzip": len(gzip.compress(dense, 6))}
+
+
+def latency_ms(
+    models: Mapping[str, nn.Module], example: torch.Tensor, rounds: int = 5, min_run_time: float = 0.05
+) -> dict[str, float]:
+    """Median forward latency of each model, interleaved round by round so drift hits all alike."""
+    samples: dict[str, list[float]] = {name: [] for name in models}
+    with torch.inference_mode():
+        for model in models.values():
+            model.eval()(example)  # warm-up
+        for _ in range(rounds):
+            for name, model in models.items():
+                timer = benchmark.Timer("model(x)", globals={"model": model, "x": example})
+                samples[name].append(timer.blocked_autorange(min_run_time=min_run_time).median * 1e3)
+    return {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
+
+
+def layer_table(
+    dense_layers: Mapping[str, nn.Module],
+    pruned_layers: Mapping[str, nn.Module],
+    dense_flops: Mapping[str, int],
+) -> list[dict]:
+    """One row per prunable layer in model order; sparsity is relative to the dense layer."""
+    rows = []
+    for name, dense in dense_layers.items():
+        layer = pruned_layers.get(name)
+        weight = layer.weight if layer is not None else None
+        numel = dense.weight.numel()
+        nonzero = int(torch.count_nonzero(weight)) if weight is not None else 0
+        sparsity = 1.0 - nonzero / numel
+        rows.append(
+            {
+                "name": name,
+                "type": type(dense).__name__,
+                "params": sum(p.numel() for p in layer.parameters()) if layer is not None else 0,
+                "dense_params": sum(p.numel() for p in dense.parameters()),
+                "nonzero": sum(int(torch.count_nonzero(p)) for p in layer.parameters())
+                if layer is not None
+                else 0,
+                "sparsity": sparsity,
+                "flops": int(dense_flops.get(name, 0) * (1.0 - sparsity)),
+                "dense_flops": int(dense_flops.get(name, 0)),
+            }
+        )
+    return rows
+
+
+def sparsity(dense_layers: Mapping[str, nn.Module], pruned_layers: Mapping[str, nn.Module]) -> float:
+    """Fraction of the dense model's prunable weights that are zero or removed."""
+    total = sum(m.weight.numel() for m in dense_layers.values())
+    kept = sum(int(torch.count_nonzero(m.weight)) for n, m in pruned_layers.items() if n in dense_layers)
+    return 1.0 - kept / total

@@ -1,0 +1,23 @@
+"""The method registry, keyed by short stable ids."""
+
+from __future__ import annotations
+
+from pruning.errors import UserError
+from pruning.methods.base import Context, Method, Param
+from pruning.methods.unstructured import Magnitude, Random, Taylor
+
+METHODS: dict[str, Method] = {m.id: m for m in (Random(), Magnitude(), Taylor())}
+
+
+def register(method: Method) -> Method:
+    METHODS[method.id] = method
+    return method
+
+
+def get(method_id: str) -> Method:
+    if method_id not in METHODS:
+        raise UserError(f"unknown method '{method_id}': use one of {', '.join(METHODS)}")
+    return METHODS[method_id]
+
+
+__all__ = ["METHODS", "Context", "Method", "Param", "get", "register"]

@@ -1,0 +1,156 @@
+"""The model registry (sample models and user models) and safe weight loading.
+
+User files are never unpickled: weights come from safetensors, or from .pt/.pth
+through `torch.load(..., weights_only=True)` and nothing else.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pruning.data import load_python_object
+from pruning.errors import UserError
+from pruning.train import TrainConfig
+from sample_models import architectures as arch
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "sample_models"
+
+
+@dataclass(frozen=True)
+class SampleModel:
+    id: str
+    description: str
+    build: Callable[[], nn.Module]
+    dataset: str
+    train: TrainConfig
+
+    @property
+    def weights(self) -> Path:
+        return WEIGHTS_DIR / f"{self.id}.safetensors"
+
+
+SAMPLE_MODELS: dict[str, SampleModel] = {
+    m.id: m
+    for m in [
+        SampleModel(
+            "mlp-digits",
+            "LeNet-300-100 MLP on 8x8 digits",
+            arch.MLP,
+            "digits",
+            TrainConfig(epochs=30, lr=2e-3, batch_size=64, weight_decay=1e-4),
+        ),
+        SampleModel(
+            "cnn-digits",
+            "small CNN with BatchNorm on 8x8 digits",
+            arch.CNN,
+            "digits",
+            TrainConfig(epochs=30, lr=3e-3, batch_size=64, weight_decay=1e-4),
+        ),
+        SampleModel(
+            "resnet-mnist1d",
+            "1-D residual CNN on MNIST-1D",
+            arch.ResNet1d,
+            "mnist1d",
+            TrainConfig(epochs=30, lr=3e-3, batch_size=128, weight_decay=1e-4),
+        ),
+        SampleModel(
+            "tinyformer-mnist1d",
+            "tiny transformer encoder on MNIST-1D",
+            arch.TinyFormer,
+            "mnist1d",
+            TrainConfig(epochs=40, lr=3e-3, batch_size=128, weight_decay=1e-2),
+        ),
+    ]
+}
+
+
+def build(spec: str) -> nn.Module:
+    """A fresh (untrained) model: a sample model id or `path/to/file.py:function`."""
+    if spec in SAMPLE_MODELS:
+        return SAMPLE_MODELS[spec].build()
+    if ".py:" in spec:
+        model = load_python_object(spec, "model")
+        if not isinstance(model, nn.Module):
+            raise UserError(f"'{spec}' returned {type(model).__name__}, not an nn.Module")
+        return model
+    known = ", ".join(SAMPLE_MODELS)
+    raise UserError(f"unknown model '{spec}': use one of {known} or path/to/file.py:function")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from .safetensors, or .pt/.pth with weights_only=True (never a full unpickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"weights file '{path}' does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise UserError(f"'{path}' is not a valid safetensors file ({exc})") from exc
+    if path.suffix in (".pt", ".pth"):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else "unsupported content"
+            raise UserError(
+                f"'{path}' holds objects or code that a weights-only load refuses ({reason}); "
+                "save a plain state_dict, ideally as .safetensors"
+            ) from exc
+        except Exception as exc:
+            raise UserError(f"'{path}' could not be read as a PyTorch weights file ({exc})") from exc
+        if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+            obj = obj["state_dict"]
+        if not (isinstance(obj, dict) and all(isinstance(v, torch.Tensor) for v in obj.values())):
+            raise UserError(f"'{path}' does not hold a state_dict (a dict of name -> tensor)")
+        return obj
+    raise UserError(f"weights file '{path}' must be .safetensors, .pt or .pth")
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a state_dict, refusing missing, unexpected, mis-shaped or non-finite tensors."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    mismatched = sorted(
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if state[k].shape != own[k].shape
+    )
+    problems = [
+        f"{label}: {', '.join(names)}"
+        for label, names in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", mismatched))
+        if names
+    ]
+    if problems:
+        raise UserError(f"weights in '{source}' do not match the model ({'; '.join(problems)})")
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all())
+    if bad:
+        raise UserError(f"weights in '{source}' have NaN or infinite values in: {', '.join(bad)}")
+    model.load_state_dict(state)
+
+
+def load(spec: str, weights: str | Path | None = None) -> nn.Module:
+    """A model in eval mode with its weights: the given file, else a sample model's own."""
+    model = build(spec)
+    if weights is None and spec in SAMPLE_MODELS:
+        weights = SAMPLE_MODELS[spec].weights
+    if weights is not None:
+        load_weights(model, read_state_dict(weights), str(weights))
+    return model.eval()
+
+
+def default_dataset(spec: str) -> str | None:
+    return SAMPLE_MODELS[spec].dataset if spec in SAMPLE_MODELS else None
+
+
+def train_config(spec: str) -> TrainConfig:
+    return SAMPLE_MODELS[spec].train if spec in SAMPLE_MODELS else TrainConfig()

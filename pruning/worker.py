@@ -1,0 +1,21 @@
+"""Entry point of a detached worker process: `python -m pruning.worker --store ROOT RUN_ID...`."""
+
+from __future__ import annotations
+
+import argparse
+
+from pruning.jobs import execute
+from pruning.store import Store
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("run_ids", nargs="+")
+    args = parser.parse_args()
+    with Store(args.store) as store:
+        execute(store, args.run_ids)
+
+
+if __name__ == "__main__":
+    main()
