@@ -62,6 +62,8 @@ class Prepared:
 
 def prepare(config: RunConfig) -> Prepared:
     """Load and validate everything a run needs; raises UserError before any work is stored."""
+    if resolve_device(config.device).type != "cpu":
+        raise UserError("runs execute on the CPU for now; use --device cpu")
     method = methods.get(config.method)
     options = method.options(dict(config.options))
     dataset_spec = config.data or models.default_dataset(config.model)
@@ -83,9 +85,10 @@ def prepare(config: RunConfig) -> Prepared:
         raise UserError(
             f"the model cannot run on dataset '{dataset_spec}': {type(exc).__name__}: {exc}"
         ) from exc
+    accuracy, per_class = measure.evaluate(model, data.test, data.num_classes)
     dense = {
-        "accuracy": measure.accuracy(model, data.test),
-        "per_class_accuracy": measure.per_class_accuracy(model, data.test, data.num_classes),
+        "accuracy": accuracy,
+        "per_class_accuracy": per_class,
         "params": measure.params(model),
         "nonzero_params": measure.nonzero_params(model),
         "flops": total,
@@ -106,7 +109,10 @@ def prepare(config: RunConfig) -> Prepared:
     )
 
 
-def importance(prep: Prepared) -> dict[str, torch.Tensor]:
+def importance(prep: Prepared) -> dict[str, torch.Tensor] | None:
+    """Element-wise scores of the dense model (None for structured methods, which score groups)."""
+    if prep.method.granularity == "structured":
+        return None
     model = copy.deepcopy(prep.model)
     return prep.method.importance(model, masking.prunable_layers(model), prep.ctx, prep.options)
 
@@ -124,8 +130,6 @@ def apply_level(prep: Prepared, work: nn.Module, scores: dict[str, torch.Tensor]
 
 def finetune(prep: Prepared, work: nn.Module, config: RunConfig, keep: dict, progress: Progress) -> None:
     """Fine-tune with the masks held fixed, with the model's own training recipe."""
-    if config.finetune_epochs <= 0:
-        return
     train = models.train_config(config.model)
     train = dataclasses.replace(train, epochs=config.finetune_epochs)
     fit(
@@ -139,7 +143,12 @@ def finetune(prep: Prepared, work: nn.Module, config: RunConfig, keep: dict, pro
 
 
 def summarise(
-    prep: Prepared, model: nn.Module, config: RunConfig, accuracy_before: float, removed: bool
+    prep: Prepared,
+    model: nn.Module,
+    config: RunConfig,
+    evaluation: tuple[float, list[float]],
+    accuracy_before: float,
+    removed: bool,
 ) -> dict:
     """The result dict of a pruned model (the JSON contract); latency is filled in by the caller."""
     layers = masking.prunable_layers(model)
@@ -151,9 +160,9 @@ def summarise(
         flops = measure.effective_flops(prep.flops, prep.layer_flops, density)
     nonzero = measure.nonzero_params(model)
     pruned = {
-        "accuracy": measure.accuracy(model, prep.data.test),
+        "accuracy": evaluation[0],
         "accuracy_before_finetune": accuracy_before,
-        "per_class_accuracy": measure.per_class_accuracy(model, prep.data.test, prep.data.num_classes),
+        "per_class_accuracy": evaluation[1],
         "params": measure.params(model),
         "nonzero_params": nonzero,
         "flops": flops,
@@ -187,13 +196,22 @@ def add_latency(result: dict, prep: Prepared, model: nn.Module) -> None:
 def run_one(prep: Prepared, scores: dict | None, config: RunConfig, progress: Progress = _quiet) -> dict:
     """Prune one copy of the prepared model per `config`, fine-tune, measure, export."""
     start = time.perf_counter()
-    work = copy.deepcopy(prep.model)
     progress(0.0, "pruning")
-    keep = apply_level(prep, work, scores, config)
-    accuracy_before = measure.accuracy(work, prep.data.test)
-    finetune(prep, work, config, keep, lambda f, m: progress(0.1 + 0.7 * f, f"fine-tuning {m}"))
+    removed = False
+    if config.schedule != "oneshot":
+        raise UserError(f"schedule '{config.schedule}' is not available yet; use --schedule oneshot")
+    elif prep.method.granularity == "structured":
+        raise UserError(f"structured method '{config.method}' is not available yet")
+    else:
+        work = copy.deepcopy(prep.model)
+        keep = apply_level(prep, work, scores, config)
+        evaluation = measure.evaluate(work, prep.data.test, prep.data.num_classes)
+        accuracy_before = evaluation[0]
+        if config.finetune_epochs > 0:
+            finetune(prep, work, config, keep, lambda f, m: progress(0.1 + 0.7 * f, f"fine-tuning {m}"))
+            evaluation = measure.evaluate(work, prep.data.test, prep.data.num_classes)
     progress(0.8, "measuring")
-    result = summarise(prep, work, config, accuracy_before, removed=False)
+    result = summarise(prep, work, config, evaluation, accuracy_before, removed=removed)
     if config.latency:
         progress(0.9, "timing dense vs pruned")
         add_latency(result, prep, work)

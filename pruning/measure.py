@@ -27,14 +27,16 @@ def predictions(model: nn.Module, split: Split, batch_size: int = 2048) -> torch
     return torch.cat([model(split.x[i : i + batch_size]).argmax(1) for i in range(0, len(split), batch_size)])
 
 
-def accuracy(model: nn.Module, split: Split) -> float:
-    return (predictions(model, split) == split.y).float().mean().item()
-
-
-def per_class_accuracy(model: nn.Module, split: Split, num_classes: int) -> list[float]:
+def evaluate(model: nn.Module, split: Split, num_classes: int) -> tuple[float, list[float]]:
+    """Overall and per-class test accuracy from one pass over the split."""
     hits = (predictions(model, split) == split.y).float()
     counts = torch.bincount(split.y, minlength=num_classes).clamp(min=1)
-    return (torch.bincount(split.y, weights=hits, minlength=num_classes) / counts).tolist()
+    per_class = torch.bincount(split.y, weights=hits, minlength=num_classes) / counts
+    return hits.mean().item(), per_class.tolist()
+
+
+def accuracy(model: nn.Module, split: Split) -> float:
+    return (predictions(model, split) == split.y).float().mean().item()
 
 
 def params(model: nn.Module) -> int:
