@@ -278,6 +278,60 @@ def cmd_report(args) -> None:
     print(args.out)
 
 
+def _analyse(args):
+    """The sensitivity table of --model/--method (cached in the store), with a progress bar."""
+    from pruning import sensitivity
+
+    options = methods.get(args.method).options(dict(_options(args.option)))
+    config = RunConfig(
+        model=args.model,
+        method=args.method,
+        sparsity=0.0,
+        data=args.data,
+        weights=args.weights,
+        options=tuple(sorted(options.items())),
+        seed=args.seed,
+        latency=False,
+    )
+    levels = [_number(s) for s in args.levels.split(",") if s.strip()] if args.levels else None
+    bar = ProgressBar(1, enabled=not args.quiet)
+    try:
+        return sensitivity.analyse(
+            config, levels or sensitivity.DEFAULT_LEVELS, Store(args.store), lambda f, m: bar("", f, m)
+        )
+    finally:
+        bar.close()
+
+
+def cmd_sensitivity(args) -> None:
+    result = _analyse(args)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return
+    print(f"accuracy drop in points when only that layer is pruned (dense {result.dense_accuracy:.4f})")
+    print(f"{'layer':<24} {'weights':>8} " + " ".join(f"{level:>6.2f}" for level in result.levels))
+    for name, count in result.layers.items():
+        drops = " ".join(f"{100 * d:>6.2f}" for d in result.drops(name))
+        print(f"{name:<24} {count:>8} {drops}")
+
+
+def cmd_allocate(args) -> None:
+    from pruning import sensitivity
+
+    result = _analyse(args)
+    allocation = sensitivity.allocate(result, _number(args.sparsity))
+    counts = result.layers
+    achieved = sum(counts[n] * s for n, s in allocation.items()) / sum(counts.values())
+    if args.json:
+        out = {"model": result.model, "method": result.method, "target_sparsity": float(args.sparsity)}
+        print(json.dumps({**out, "sparsity": achieved, "layer_sparsity": allocation}, indent=2))
+        return
+    for name, value in allocation.items():
+        print(f"{name:<24} {counts[name]:>8} weights  sparsity {value:.4f}")
+    print(f"overall sparsity {achieved:.4f} (target {args.sparsity}); run it with:")
+    print(" ".join(f"--layer-sparsity {n}={s}" for n, s in allocation.items()))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m pruning", description="Pruning Lab from the command line.")
     top.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -325,6 +379,20 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("run_ids", nargs="+")
     report.add_argument("--out", required=True)
     report.set_defaults(func=cmd_report)
+    analysis = argparse.ArgumentParser(add_help=False, parents=[common])
+    for flag in ("--model", "--method"):
+        analysis.add_argument(flag, required=True)
+    analysis.add_argument("--data")
+    analysis.add_argument("--weights")
+    analysis.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="method option")
+    analysis.add_argument("--seed", type=int, default=0)
+    analysis.add_argument("--levels", help="comma-separated sparsity levels (default 0.1,0.2,..,0.9)")
+    analysis.add_argument("--quiet", action="store_true", help="no progress bar")
+    sensitivity = sub.add_parser("sensitivity", parents=[analysis], help="accuracy with one layer pruned")
+    sensitivity.set_defaults(func=cmd_sensitivity)
+    allocate = sub.add_parser("allocate", parents=[analysis], help="per-layer sparsities from sensitivity")
+    allocate.add_argument("--sparsity", required=True, help="global target (fraction of prunable weights)")
+    allocate.set_defaults(func=cmd_allocate)
     return top
 
 

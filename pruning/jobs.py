@@ -8,6 +8,7 @@ experiment.groups) go to the same worker, so importance is computed once.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -101,6 +102,8 @@ def _execute_group(store, ids, configs, beat, echo, debug) -> None:
         try:
             result = experiment.run_one(prep, scores, config, _reporter(store, run_id, echo))
             result["run_id"] = run_id
+            if "export" in result:  # run.json was written before the run had its id
+                Path(result["export"]["result"]).write_text(json.dumps(result, indent=2))
             store.finish(run_id, "succeeded", result=result)
         except Cancelled:
             store.finish(run_id, "cancelled", error="cancelled by the user")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -38,12 +39,12 @@ def n_to_prune(sparsity: float, numel: int) -> int:
 
 def _keep_mask(flat: torch.Tensor, k: int) -> torch.Tensor:
     """Prune the k lowest scores of a flat tensor; ties broken by position."""
-    keep = torch.ones(flat.numel(), dtype=torch.bool)
     if k <= 0:
-        return keep
+        return torch.ones(flat.numel(), dtype=torch.bool)
     if k >= flat.numel():
-        return keep.zero_()
-    threshold = torch.kthvalue(flat, k).values
+        return torch.zeros(flat.numel(), dtype=torch.bool)
+    # The k-th lowest score, as torch.kthvalue gives it: numpy's introselect is ~10x faster on CPU.
+    threshold = float(np.partition(flat.detach().cpu().numpy(), k - 1)[k - 1])
     keep = flat > threshold
     excess = flat.numel() - int(keep.sum()) - k
     if excess > 0:  # more ties at the threshold than we need to prune: keep the last ones
@@ -81,15 +82,12 @@ def select(
     validate_sparsity(sparsity)
     for name, value in overrides.items():
         validate_sparsity(value, f"sparsity of layer {name}")
-    masks = {
-        name: _keep_mask(s.flatten().float(), n_to_prune(overrides[name], s.numel())).view_as(s)
+    masks = {  # layer scope: every layer on its own; global scope: only the overridden ones
+        name: _keep_mask(s.flatten().float(), n_to_prune(overrides.get(name, sparsity), s.numel())).view_as(s)
         for name, s in scores.items()
         if name in overrides or scope == "layer"
     }
     if scope == "layer":
-        for name, s in scores.items():
-            if name not in overrides:
-                masks[name] = _keep_mask(s.flatten().float(), n_to_prune(sparsity, s.numel())).view_as(s)
         return masks
     free = [name for name in scores if name not in overrides]
     if free:

@@ -9,10 +9,10 @@ interleaved in one process.
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Mapping
 
 import torch
+from isal import igzip
 from safetensors.torch import save
 from torch import nn
 from torch.utils import benchmark
@@ -64,7 +64,7 @@ def layer_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, dict[str,
 
 def effective_flops(total: int, per_layer: Mapping[str, int], density: Mapping[str, float]) -> int:
     """FLOPs with each masked layer's share scaled by the fraction of its weights kept."""
-    return int(total - sum(per_layer.get(name, 0) * (1.0 - d) for name, d in density.items()))
+    return round(total - sum(per_layer.get(name, 0) * (1.0 - d) for name, d in density.items()))
 
 
 def state_bytes(model: nn.Module) -> bytes:
@@ -83,9 +83,20 @@ def sparse_bytes(model: nn.Module) -> int:
     return total
 
 
+def gzipped(data: bytes) -> bytes:
+    """`data` as a gzip file (any gunzip reads it), deflated by ISA-L (python-isal) at its level 2.
+
+    Why not `gzip -6`: a sweep gzips every level's file, and zlib at -6 took as long as evaluating a
+    small model. On 0.05..0.95 sweeps of the sample models ISA-L level 2 was 11-14x faster than zlib -6
+    (5-6x -1), its files 6% larger than -6's in total (2% smaller than -1's), up to 38% at 95% sparsity.
+    """
+    return igzip.compress(data, compresslevel=2)
+
+
 def size_bytes(model: nn.Module) -> dict[str, int]:
+    """Bytes of the dense file, of the bitmask + non-zeros encoding, and of the dense file gzipped."""
     dense = state_bytes(model)
-    return {"dense": len(dense), "sparse": sparse_bytes(model), "gzip": len(gzip.compress(dense, 6))}
+    return {"dense": len(dense), "sparse": sparse_bytes(model), "gzip": len(gzipped(dense))}
 
 
 def latency_ms(
@@ -126,7 +137,7 @@ def layer_table(
                 if layer is not None
                 else 0,
                 "sparsity": sparsity,
-                "flops": int(dense_flops.get(name, 0) * (1.0 - sparsity)),
+                "flops": round(dense_flops.get(name, 0) * (1.0 - sparsity)),  # round: 9.99.. is 10
                 "dense_flops": int(dense_flops.get(name, 0)),
             }
         )

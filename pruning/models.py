@@ -7,6 +7,8 @@ through `torch.load(..., weights_only=True)` and nothing else.
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,9 +100,13 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise UserError(f"'{path}' is not a valid safetensors file ({exc})") from exc
     if path.suffix in (".pt", ".pth"):
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about pickle protocols on stderr
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else "unsupported content"
+            # torch's message suggests weights_only=False; show only what was refused
+            found = re.search(r"GLOBAL [\w.]+|Unsupported operand \w+", str(exc))
+            reason = found.group(0) if found else "unsupported content"
             raise UserError(
                 f"'{path}' holds objects or code that a weights-only load refuses ({reason}); "
                 "save a plain state_dict, ideally as .safetensors"

@@ -209,14 +209,18 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def create_run(self, config: dict[str, Any], sweep_id: str | None = None) -> str:
-        """Record a new `queued` run for `config` (which must name a "model" and a "method")."""
+    def create_run(
+        self, config: dict[str, Any], sweep_id: str | None = None, run_id: str | None = None
+    ) -> str:
+        """Record a new `queued` run for `config` (which must name a "model" and a "method").
+        A caller may draw `run_id` with `new_run_id()` first, e.g. to export into `artifacts(run_id)`."""
         missing = [key for key in ("model", "method") if key not in config]
         if missing:
             raise ValueError(f"run config needs {' and '.join(repr(k) for k in missing)}")
         config_json = json.dumps(config)
-        for _attempt in range(5):
-            run_id = new_run_id()
+        chosen = run_id
+        for _attempt in range(1 if chosen else 5):
+            run_id = chosen or new_run_id()
             try:
                 with self._tx() as conn:
                     conn.execute(
@@ -233,6 +237,8 @@ class Store:
                     )
                 return run_id
             except sqlite3.IntegrityError:
+                if chosen:
+                    raise ValueError(f"a run with id {chosen!r} already exists") from None
                 continue  # id collision: astronomically rare, just draw another
         raise RuntimeError("could not allocate a unique run id")
 

@@ -90,10 +90,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, _ = x.shape
         inner = self.qkv.out_features // 3  # follows the layer, so structural pruning stays valid
-        q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, inner // self.num_heads).unbind(2)
-        out = nn.functional.scaled_dot_product_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
-        )
+        # timm's exact layout (unbind on dim 0): Torch-Pruning maps head indices through it
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, inner // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(b, n, inner))
 
 

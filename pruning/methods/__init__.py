@@ -4,9 +4,28 @@ from __future__ import annotations
 
 from pruning.errors import UserError
 from pruning.methods.base import Context, Method, Param
+from pruning.methods.criteria import Lamp, Snip, Wanda
+from pruning.methods.nm import NM
+from pruning.methods.structured import BNScale, L1Channel, L2Channel, RandomChannel, TaylorChannel
 from pruning.methods.unstructured import Magnitude, Random, Taylor
 
-METHODS: dict[str, Method] = {m.id: m for m in (Random(), Magnitude(), Taylor())}
+METHODS: dict[str, Method] = {
+    m.id: m
+    for m in (
+        Random(),
+        Magnitude(),
+        Taylor(),
+        Snip(),
+        Lamp(),
+        Wanda(),
+        NM(),
+        L1Channel(),
+        L2Channel(),
+        TaylorChannel(),
+        BNScale(),
+        RandomChannel(),
+    )
+}
 
 
 def register(method: Method) -> Method:

@@ -1,0 +1,161 @@
+"""Dashboard benchmarks, measured in Debian's chromium against a real `streamlit run dashboard.py`.
+
+Run: `python -m benchmarks dashboard`. Each server gets a throwaway store ($PRUNING_LAB_HOME).
+
+- cold_start: from starting `streamlit run dashboard.py` to the Prune page's title drawn in the
+  browser (median of 3 fresh servers); cold_start_to_preview: to its first live preview (reference).
+- preview_latency/<model>: from a slider step (a key press on the focused slider, i.e. a released
+  slider) to the preview's sparsity text and per-layer chart both showing the new value; median of
+  8 steps per sample model with `magnitude`, after the model was loaded once. The worst step is
+  printed as a reference figure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import emit
+from pruning.models import SAMPLE_MODELS
+
+REPO = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-gpu",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+COLD_STARTS = 3
+STEPS = 8
+CHART_Y = "() => JSON.stringify(document.querySelector('.js-plotly-plot').data[0].y)"
+
+
+@dataclass
+class Server:
+    url: str
+    home: Path
+    process: subprocess.Popen
+    started: float  # time.perf_counter() when the process was started
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_dashboard(home: Path, log: Path, timeout: float = 90.0) -> Server:
+    """`streamlit run dashboard.py` on a free port with `home` as its store; returns once it is healthy."""
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        "dashboard.py",
+        "--server.port",
+        str(port),
+        "--server.address",
+        "127.0.0.1",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+    started = time.perf_counter()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, env=dict(os.environ, PRUNING_LAB_HOME=str(home)), stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
+                if reply.status == 200:
+                    return Server(url, home, process, started)
+        except OSError:
+            time.sleep(0.05)
+    stop(process)
+    raise RuntimeError(f"streamlit did not answer in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def cold_start(browser, folder: Path) -> tuple[float, float]:
+    """Seconds from process start to the first drawn page, and to the first live preview."""
+    server = start_dashboard(folder / "lab", folder / "streamlit.log")
+    try:
+        page = browser.new_page()
+        page.goto(server.url)
+        page.get_by_role("heading", name="Prune").wait_for(timeout=120_000)
+        drawn = time.perf_counter() - server.started
+        page.get_by_text("(target 50.0%)").wait_for(timeout=120_000)
+        preview = time.perf_counter() - server.started
+        page.close()
+        return drawn, preview
+    finally:
+        stop(server.process)
+
+
+def preview_steps(page, url: str, model: str) -> list[float]:
+    """Seconds per slider step until both the text and the chart show the new sparsity."""
+    page.goto(f"{url}/?model={model}&method=magnitude&sparsity=0.5")
+    page.get_by_text("(target 50.0%)").wait_for(timeout=180_000)
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    slider = page.get_by_role("slider")
+    seconds = []
+    for step in range(1, STEPS + 1):
+        before = page.evaluate(CHART_Y)
+        slider.focus()
+        start = time.perf_counter()
+        slider.press("ArrowRight")
+        page.get_by_text(f"(target {50 + step}.0%)").wait_for(timeout=30_000)
+        page.wait_for_function(f"b => ({CHART_Y[6:]}) !== b", arg=before, timeout=30_000)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as tmp:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        starts = [cold_start(browser, Path(tempfile.mkdtemp(dir=tmp))) for _ in range(COLD_STARTS)]
+        emit("dashboard/cold_start", round(statistics.median(s[0] for s in starts), 3), "s", "<= 5")
+        emit("dashboard/cold_start_to_preview", round(statistics.median(s[1] for s in starts), 3), "s")
+
+        server = start_dashboard(Path(tmp) / "lab", Path(tmp) / "streamlit.log")
+        try:
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            for model in SAMPLE_MODELS:
+                seconds = preview_steps(page, server.url, model)
+                emit(f"dashboard/preview_latency/{model}", round(statistics.median(seconds), 3), "s", "<= 1")
+                emit(f"dashboard/preview_latency_worst/{model}", round(max(seconds), 3), "s")
+        finally:
+            stop(server.process)
+            browser.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Prune: model, method and sparsity -> a live one-shot preview; launch full runs and sweeps."""
+# ruff: noqa: E402  (the title is drawn before the engine is imported: on a cold server that takes seconds)
+
+import streamlit as st
+
+st.title("Prune")
+
+import os
+
+import pandas as pd
+
+from pages.shared import ui
+from pruning import charts, launch, methods, models, preview, views
+from pruning.config import SCHEDULES, RunConfig
+from pruning.errors import UserError
+
+
+@st.fragment  # a slider move reruns only this: the slider and the preview
+def live_preview(base: RunConfig, method: methods.Method, options: dict) -> None:
+    fixed = method.granularity == "n:m"
+    sparsity = st.slider(
+        "Sparsity", 0.0, 0.99, 0.5, 0.01, key="sparsity", bind="query-params", disabled=fixed,
+        help="fraction of the prunable weights set to zero or removed" + ("; fixed by n:m" if fixed else ""),
+    )  # fmt: skip
+    st.caption("Live preview: one-shot prune of the cached model, no fine-tuning, latency not measured.")
+    try:
+        result = preview.preview(base.replace(sparsity=launch.target(method, options, sparsity)))
+    except UserError as exc:
+        st.error(str(exc))
+        return
+    dense, pruned = result["dense"], result["pruned"]
+    a, b, c = st.columns(3)
+    change = f"{pruned['accuracy'] - dense['accuracy']:+.2%} vs dense {dense['accuracy']:.2%}"
+    a.metric("accuracy (pruned)", f"{pruned['accuracy']:.2%}", change)
+    b.metric("non-zero params", f"{pruned['nonzero_params']:,}", help="counted in the pruned model")
+    c.metric("params present", f"{pruned['params']:,}", help=f"dense model: {dense['params']:,}")
+    ui.honest(result, preview=True)
+    st.plotly_chart(charts.layer_sparsity(pd.DataFrame(result["layers"])), key="preview_chart")
+
+
+preview.single_threaded()
+left, right = st.columns([2, 3], gap="large")
+base, layers = None, {}
+with left:
+    # Ids, not labels, in the widgets: they are what the URL (query parameters) carries.
+    model = st.selectbox("Model", list(models.SAMPLE_MODELS), key="model", bind="query-params")
+    st.caption(models.SAMPLE_MODELS[model].description)
+    ids = list(methods.METHODS)
+    default = ids.index("magnitude") if "magnitude" in ids else 0
+    method = methods.get(st.selectbox("Method", ids, default, key="method", bind="query-params"))
+    st.caption(f"**{method.label}** ({method.granularity}): {method.description}")
+    options = ui.method_options(method)
+    scope = st.radio(
+        "Scope", ["global", "layer"], horizontal=True, key="scope",
+        help="global: one threshold over all prunable layers; layer: the same sparsity in every layer",
+    )  # fmt: skip
+    try:
+        options = method.options(options)
+        base = RunConfig(model, method.id, 0.5, scope=scope, options=tuple(sorted(options.items())))
+        with st.spinner("Loading the model and its data…"):
+            layers = preview.layers(base)
+    except UserError as exc:
+        st.error(str(exc))
+        base = None
+    with st.expander("Per-layer overrides"):
+        rows = [
+            {"layer": n, "type": v["type"], "weights": v["params"], "override": ""} for n, v in layers.items()
+        ]
+        edited = st.data_editor(
+            pd.DataFrame(rows, columns=["layer", "type", "weights", "override"]),
+            key=f"overrides-{model}", hide_index=True, disabled=["layer", "type", "weights"],
+            column_config={"override": st.column_config.TextColumn(
+                "sparsity override", help="blank: follow the slider and scope; else a number in [0, 1)"
+            )},
+        )  # fmt: skip
+        try:
+            overrides = views.parse_overrides(dict(zip(edited["layer"], edited["override"])))
+            base = base and base.replace(layer_sparsity=tuple(sorted(overrides.items())))
+        except UserError as exc:
+            st.error(f"Refused: {exc}")
+            base = None
+
+    st.subheader("Launch in the background")
+    a, b, c = st.columns(3)
+    epochs = a.number_input("Fine-tune epochs", 0, 500, 2, key="epochs")
+    schedule = b.selectbox("Schedule", SCHEDULES, key="schedule", help="iterative / lottery prune in steps")
+    steps = c.number_input("Steps", 1, 100, 1 if schedule == "oneshot" else 5, key=f"steps-{schedule}")
+    latency = st.checkbox("Measure latency (dense vs pruned, interleaved)", True, key="latency")
+    run_tab, sweep_tab = st.tabs(["Full run", "Sweep"])
+    with run_tab:
+        if st.button("Launch run", type="primary", disabled=base is None):
+            sparsity = launch.target(method, options, st.session_state["sparsity"])
+            full = base.replace(
+                sparsity=sparsity, finetune_epochs=int(epochs), schedule=schedule, steps=int(steps)
+            )
+            ui.launch([full.replace(latency=latency)])
+    with sweep_tab:
+        chosen = st.multiselect("Methods", ids, default=[method.id], key="sweep_methods")
+        levels_text = st.text_input("Sparsity levels", "0.5, 0.7, 0.8, 0.9, 0.95", key="sweep_levels")
+        workers = st.number_input("Worker processes", 1, os.cpu_count() or 1, 1, key="sweep_workers")
+        if st.button("Launch sweep", disabled=base is None):
+            try:
+                full = base.replace(
+                    finetune_epochs=int(epochs), schedule=schedule, steps=int(steps), latency=latency
+                )
+                levels = views.parse_levels(levels_text)
+                configs = launch.sweep_configs(
+                    full, chosen, levels, lambda m: options if m == method.id else None
+                )
+            except UserError as exc:
+                st.error(str(exc))
+            else:
+                ui.launch(configs, workers=int(workers))
+
+with right:
+    st.subheader("Live preview")
+    if base is not None:
+        live_preview(base, method, options)

@@ -1,0 +1,101 @@
+"""Runs: the history table, selection (kept in the URL), config diff, cancel, delete and downloads."""
+
+import streamlit as st
+
+from pages.shared import jobs, ui
+from pruning import launch, report, views
+
+TABLE = {
+    "status": "status",
+    "model": "model",
+    "method": "method",
+    "target_sparsity": "target sparsity",
+    "sparsity": "achieved sparsity",
+    "accuracy_dense": "dense accuracy",
+    "accuracy_before_finetune": "accuracy before fine-tune",
+    "accuracy": "accuracy after fine-tune",
+    "honest_removed": views.HONEST_TITLES["removed"],
+    "honest_bytes": views.HONEST_TITLES["bytes"],
+    "honest_speedup": views.HONEST_TITLES["speedup"],
+    "honest_label": "note",
+    "created": "created",
+    "run_id": "run",
+}
+PERCENT = st.column_config.NumberColumn(format="percent")
+
+st.title("Runs")
+history = jobs.store()
+history.reap()
+records = history.runs()
+if not records:
+    ui.no_runs("runs")
+    st.stop()
+
+frame = views.runs_frame(records)
+st.dataframe(
+    frame.reindex(columns=list(TABLE)).rename(columns=TABLE),
+    hide_index=True,
+    column_config={TABLE[c]: PERCENT for c in list(TABLE)[3:8]},
+    key="runs_table",
+)
+st.download_button("Download CSV", frame.drop(columns=["hover"]).to_csv(index=False), "runs.csv", "text/csv")
+
+selected = st.multiselect(
+    "Selected runs",
+    [r.id for r in records],
+    key="runs",
+    bind="query-params",
+    help="run ids, kept in the page's URL: share the link to show the same runs",
+)
+if not selected:
+    st.caption("Select runs to compare their configs, cancel, delete or download them.")
+    st.stop()
+chosen = [history.get(i) for i in selected]
+
+
+def forget(ids: list[str]) -> None:
+    for run_id in ids:
+        history.delete(run_id)
+    st.session_state["runs"] = []
+
+
+for record in chosen:
+    st.markdown(f"**{jobs.describe(record)}** — {record.status}")
+    if record.status == "succeeded":
+        ui.honest(record.result)
+        weights = launch.exported_model(record)
+        if weights is not None:
+            st.download_button(
+                "Download pruned model (safetensors)",
+                lambda p=weights: p.read_bytes(),
+                f"{record.id}.safetensors",
+                "application/octet-stream",
+                key=f"model-{record.id}",
+            )
+    elif record.done:
+        st.error(record.error or record.status)
+    else:
+        st.progress(record.progress, text=record.message or record.status)
+
+st.subheader("Configs")
+only = st.toggle("only differing config fields", key="only_differing")
+st.dataframe(views.config_diff(chosen, only_differing=only))
+
+a, b, c = st.columns(3)
+active = [r.id for r in chosen if not r.done]
+a.button(
+    f"Cancel {len(active)} active run(s)",
+    disabled=not active,
+    key="cancel_selected",
+    on_click=lambda: [history.request_cancel(i) for i in active],
+)
+finished = [r.id for r in chosen if r.done]
+with b.popover(f"Delete {len(finished)} finished run(s)", disabled=not finished):
+    st.write(
+        "Deletes the runs, their per-layer rows and their artifacts (exported models). "
+        "Cancel active runs first."
+    )
+    st.button("Delete for good", type="primary", key="delete_selected", on_click=forget, args=(finished,))
+c.download_button(
+    "Download HTML report", lambda: report.render(chosen), "pruning-report.html", "text/html", key="report"
+)

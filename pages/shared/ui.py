@@ -1,0 +1,78 @@
+"""Widgets shared by the pages: the run summary (`honest`), method controls rendered from a method's
+`Param` descriptions, the launch action and the empty state."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import streamlit as st
+
+from pages.shared.jobs import store
+from pruning import launch as launching
+from pruning import methods, views
+from pruning.errors import UserError
+
+
+def honest(result: dict[str, Any], preview: bool = False) -> None:
+    """The four honest numbers side by side, with the masked / overhead-bound label."""
+    numbers = views.honest_numbers(result)
+    if preview:
+        numbers["speedup"] = numbers["speedup"].replace("not measured", "not measured in preview")
+    for column, (key, title) in zip(st.columns(4), views.HONEST_TITLES.items()):
+        with column.container(border=True):  # long values wrap here; st.metric would cut them off
+            st.caption(title)
+            st.markdown(f"**{numbers[key]}**")
+    if numbers["label"] == views.MASKED:
+        st.caption(
+            "**masked: not faster.** Pruned weights are stored as zeros; the plain file and the "
+            "latency stay those of the dense model. Only the sparse encoding and gzip shrink."
+        )
+    elif numbers["label"] == views.OVERHEAD:
+        st.caption(
+            "**overhead-bound:** structure was removed, but the measured speedup is under half "
+            "the FLOPs bound."
+        )
+
+
+def method_options(method: methods.Method) -> dict[str, Any]:
+    """One control per `Param` of the method (int/float/choice/bool), returning {name: value}."""
+    values = {}
+    for p in method.params:
+        key, label = f"option-{method.id}-{p.name}", p.name.replace("_", " ")
+        low = None if p.min is None else (int(p.min) if p.kind == "int" else float(p.min))
+        high = None if p.max is None else (int(p.max) if p.kind == "int" else float(p.max))
+        if p.kind == "bool":
+            values[p.name] = st.checkbox(label, bool(p.default), help=p.help, key=key)
+        elif p.kind == "choice":
+            index = list(p.choices).index(p.default) if p.default in p.choices else 0
+            values[p.name] = st.selectbox(label, p.choices, index=index, help=p.help, key=key)
+        elif p.kind == "int":
+            values[p.name] = st.number_input(label, low, high, int(p.default), 1, help=p.help, key=key)
+        else:
+            values[p.name] = st.number_input(
+                label, low, high, float(p.default), format="%g", help=p.help, key=key
+            )
+    return values
+
+
+def launch(configs: list, workers: int = 1) -> list[str]:
+    """Start runs in background workers; a refused config is shown as an error, not raised."""
+    try:
+        ids = launching.launch(store(), configs, workers=workers)
+    except UserError as exc:
+        st.error(str(exc))
+        return []
+    started = ", ".join(f"`{i}`" for i in ids)
+    st.success(
+        f"Started {len(ids)} run(s) in the background: {started}. Follow them under **Jobs** in the sidebar."
+    )
+    return ids
+
+
+def no_runs(what: str) -> None:
+    """The empty state: what is missing and how to get it."""
+    st.info(
+        f"No {what} yet. Open **Prune**, pick a model and a method, and press **Launch run** "
+        "(or **Launch sweep**); or from a terminal: "
+        "`python -m pruning sweep --model mlp-digits --methods magnitude,random --sparsities 0.5,0.8,0.9`."
+    )

@@ -1,0 +1,213 @@
+"""Pure Plotly figure builders: (DataFrame) -> go.Figure, shared by the dashboard and the HTML report.
+
+Inputs are the tidy frames of `pruning.views`; nothing here reads the store or
+imports Streamlit, so every figure can be built and checked in a unit test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+
+Accuracy = Literal["after", "before", "both"]
+ACCURACY_COLUMNS = {"after": "accuracy", "before": "accuracy_before_finetune"}
+PALETTE = qualitative.Plotly
+HOVER = "%{hovertext}<br>accuracy %{y:.4f}<br>x %{x:,.4g}<extra>%{fullData.name}</extra>"
+
+
+@dataclass(frozen=True)
+class Axis:
+    title: str
+    dense: str | None  # the runs_frame column holding the dense model's value (None: 1.0)
+    log: bool = False
+    lower_is_better: bool = True
+
+
+X_AXES: dict[str, Axis] = {
+    "nonzero_params": Axis("non-zero parameters", "nonzero_dense"),
+    "flops": Axis("effective FLOPs per sample", "flops_dense"),
+    "bytes_sparse": Axis("bytes on disk, sparse encoding (dense: plain file)", "bytes_dense"),
+    "latency_ms": Axis("measured latency per batch (ms)", "latency_dense_ms"),
+    "compression_ratio": Axis("compression ratio (dense / non-zero params, log)", None, True, False),
+}
+
+
+def _colors(names) -> dict[str, str]:
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted(set(names)))}
+
+
+def pareto_front(frame: pd.DataFrame, x: str, y: str, lower_x_is_better: bool = True) -> pd.DataFrame:
+    """The points no other point beats on both x (size) and y (accuracy), sorted by x."""
+    points = frame.dropna(subset=[x, y]).sort_values([x, y], ascending=[lower_x_is_better, False])
+    best, keep = float("-inf"), []
+    for index, value in points[y].items():
+        if value > best:
+            keep.append(index)
+            best = value
+    return points.loc[keep].sort_values(x)
+
+
+def accuracy_vs_size(
+    runs: pd.DataFrame, x: str = "nonzero_params", accuracy: Accuracy = "after"
+) -> go.Figure:
+    """Accuracy against a size measure: one curve per method (and schedule / fine-tuning), the Pareto
+    frontier highlighted, the dense model marked. `runs` is `views.runs_frame` of succeeded runs."""
+    axis = X_AXES[x]
+    y = ACCURACY_COLUMNS["after" if accuracy == "both" else accuracy]
+    data = runs[runs["status"] == "succeeded"].dropna(subset=[x, y])
+    fig = go.Figure()
+    colors = _colors(data["curve"])
+    for curve, points in data.groupby("curve", sort=True):
+        points = points.sort_values(x)
+        for which in ["after", "before"] if accuracy == "both" else [accuracy]:
+            column = ACCURACY_COLUMNS[which]
+            dotted = accuracy == "both" and which == "before"
+            fig.add_trace(
+                go.Scatter(
+                    x=points[x],
+                    y=points[column],
+                    mode="lines+markers",
+                    name=f"{curve} (before fine-tune)" if dotted else curve,
+                    line={"color": colors[curve], "dash": "dot" if dotted else "solid"},
+                    marker={"size": 9, "symbol": "circle-open" if dotted else "circle"},
+                    customdata=points["run_id"],  # what a click on the point selects
+                    hovertext=points["hover"] + "<br>" + points["honest_label"].fillna(""),
+                    hovertemplate=HOVER,
+                )
+            )
+    front = pareto_front(data, x, y, axis.lower_is_better)
+    if len(front):
+        fig.add_trace(
+            go.Scatter(
+                x=front[x],
+                y=front[y],
+                mode="lines+markers",
+                name="Pareto frontier",
+                line={"color": "rgba(0,0,0,0.35)", "width": 8},
+                marker={"size": 16, "symbol": "circle-open", "color": "black", "line": {"width": 2}},
+                hoverinfo="skip",
+            )
+        )
+        fig.data = (fig.data[-1],) + fig.data[:-1]  # drawn underneath the curves
+    _dense_marker(fig, data, x, axis)
+    fig.update_layout(
+        xaxis_title=axis.title,
+        yaxis_title="test accuracy" + (" (dotted: before fine-tune)" if accuracy == "both" else ""),
+        legend_title_text="curve",
+        margin={"t": 30},
+    )
+    if axis.log:
+        fig.update_xaxes(type="log")
+    return fig
+
+
+def _dense_marker(fig: go.Figure, data: pd.DataFrame, x: str, axis: Axis) -> None:
+    if data.empty:
+        return
+    accuracy = float(data["accuracy_dense"].median())
+    dense_x = 1.0 if axis.dense is None else data[axis.dense].median()
+    fig.add_hline(y=accuracy, line={"dash": "dash", "color": "grey"}, annotation_text="dense accuracy")
+    if pd.notna(dense_x):
+        fig.add_trace(
+            go.Scatter(
+                x=[dense_x],
+                y=[accuracy],
+                mode="markers",
+                name="dense model",
+                marker={
+                    "symbol": "star",
+                    "size": 18,
+                    "color": "gold",
+                    "line": {"width": 1, "color": "black"},
+                },
+                hovertemplate="dense model<br>accuracy %{y:.4f}<br>x %{x:,.4g}<extra></extra>",
+            )
+        )
+
+
+def layer_heatmap(layers: pd.DataFrame) -> go.Figure:
+    """Per-layer sparsity: layers in model order (top to bottom) x runs, on a fixed 0..1 colour scale.
+    `layers` is `views.layers_frame` (columns run, idx, name, sparsity)."""
+    order = layers.sort_values("idx").drop_duplicates("name")["name"].tolist()
+    runs = list(dict.fromkeys(layers["run"]))
+    table = layers.pivot_table(index="name", columns="run", values="sparsity", aggfunc="first")
+    table = table.reindex(index=order, columns=runs)
+    fig = go.Figure(
+        go.Heatmap(
+            z=table.to_numpy(),
+            x=runs,
+            y=order,
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            colorbar={"title": {"text": "sparsity"}},
+            hovertemplate="layer %{y}<br>run %{x}<br>sparsity %{z:.3f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title="layer (model order)")
+    fig.update_xaxes(title="run")
+    fig.update_layout(margin={"t": 30}, height=max(300, 28 * len(order) + 120))
+    return fig
+
+
+def layer_bars(layers: pd.DataFrame) -> go.Figure:
+    """One run's layers: dense parameters next to the parameters that remain (non-zero)."""
+    fig = go.Figure(
+        [
+            go.Bar(x=layers["name"], y=layers["dense_params"], name="dense", marker_color="lightgrey"),
+            go.Bar(
+                x=layers["name"],
+                y=layers["nonzero"],
+                name="remaining (non-zero)",
+                marker_color=PALETTE[0],
+                customdata=layers["sparsity"],
+                hovertemplate="%{x}<br>%{y:,} remaining<br>sparsity %{customdata:.1%}<extra></extra>",
+            ),
+        ]
+    )
+    fig.update_layout(barmode="group", yaxis_title="parameters", xaxis_title="layer", margin={"t": 30})
+    return fig
+
+
+def layer_sparsity(layers: pd.DataFrame) -> go.Figure:
+    """Sparsity of each layer (0..1) in model order: the live preview's chart."""
+    fig = go.Figure(
+        go.Bar(
+            x=layers["name"],
+            y=layers["sparsity"],
+            marker={"color": layers["sparsity"], "colorscale": "Viridis", "cmin": 0, "cmax": 1},
+            hovertemplate="%{x}<br>sparsity %{y:.3f}<extra></extra>",
+        )
+    )
+    fig.update_layout(yaxis={"range": [0, 1], "title": "sparsity"}, xaxis_title="layer", margin={"t": 30})
+    return fig
+
+
+def sensitivity_heatmap(sensitivity: pd.DataFrame) -> go.Figure:
+    """Layer x sparsity level -> accuracy drop when only that layer is pruned to that level.
+    `sensitivity` has columns layer (model order as given), sparsity, accuracy_drop."""
+    order = list(dict.fromkeys(sensitivity["layer"]))
+    table = sensitivity.pivot_table(
+        index="layer", columns="sparsity", values="accuracy_drop", aggfunc="first"
+    )
+    table = table.reindex(index=order).sort_index(axis=1)
+    fig = go.Figure(
+        go.Heatmap(
+            z=table.to_numpy(),
+            x=[f"{level:.2f}" for level in table.columns],
+            y=order,
+            zmin=0,
+            zmax=max(float(sensitivity["accuracy_drop"].max()), 1e-9),
+            colorscale="Reds",
+            colorbar={"title": {"text": "accuracy drop"}},
+            hovertemplate="layer %{y}<br>sparsity %{x}<br>accuracy drop %{z:.4f}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title="layer (model order)")
+    fig.update_xaxes(title="sparsity of that layer alone", type="category")
+    fig.update_layout(margin={"t": 30}, height=max(300, 28 * len(order) + 120))
+    return fig

@@ -1,0 +1,149 @@
+"""More element-wise criteria from the literature: SNIP, LAMP and Wanda.
+
+Each returns scores shaped like the layer's weight (higher = keep); the run's
+`scope` then decides whether they are compared across the whole model or
+within each layer, exactly as for magnitude.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from pruning.methods.base import Context, Method, Param, calibration_batches
+from pruning.methods.unstructured import BATCHES, accumulate_gradients
+
+TINY = 1e-30  # guards 0/0 in all-zero layers; such weights score 0 (pruned first)
+
+
+@dataclass(frozen=True)
+class Snip(Method):
+    id: str = "snip"
+    label: str = "SNIP (connection sensitivity)"
+    needs_data: bool = True
+    params: tuple[Param, ...] = field(default=(BATCHES,))
+    description: str = (
+        "|w * dL/dw| with the gradient summed over calibration batches first, normalised to sum 1 "
+        "(Lee et al., 2019). Unlike taylor, opposite-signed per-batch terms cancel."
+    )
+
+    def importance(self, model, layers, ctx, options):
+        # SNIP's saliency is |dL/dc| at c = 1 for a connection mask c, which equals |w * dL/dw| of
+        # the loss over the whole calibration set: sum the gradients, then take the magnitude.
+        summed = accumulate_gradients(model, layers, ctx, options["batches"], lambda w, g: w * g)
+        saliency = {name: s.abs() for name, s in summed.items()}
+        total = sum(s.sum() for s in saliency.values()).clamp_min(TINY)
+        return {name: s / total for name, s in saliency.items()}
+
+
+def lamp_scores(weight: torch.Tensor) -> torch.Tensor:
+    """LAMP: w_u^2 / sum of w_v^2 over the weights v at least as large as u (in sorted order)."""
+    squared = weight.detach().flatten().double().pow(2)
+    order = squared.argsort(stable=True)
+    ascending = squared[order]
+    remaining = ascending.flip(0).cumsum(0).flip(0)  # sum over this weight and every larger one
+    scores = torch.empty_like(squared)
+    scores[order] = ascending / remaining.clamp_min(TINY)
+    return scores.float().view_as(weight)
+
+
+@dataclass(frozen=True)
+class Lamp(Method):
+    id: str = "lamp"
+    label: str = "LAMP (layer-adaptive magnitude)"
+    description: str = (
+        "Layer-adaptive magnitude score w_u^2 / sum_{v>=u} w_v^2 within each layer, compared globally: "
+        "every layer keeps its largest weight (Lee et al., 2021)."
+    )
+
+    def importance(self, model, layers, ctx, options):
+        return {name: lamp_scores(m.weight) for name, m in layers.items()}
+
+
+def _unfold(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """Conv inputs as (batch, in_channels/groups... * kernel, positions) columns, or None when the
+    layer's padding cannot be reproduced by `unfold` (string padding, non-zero padding modes, 3-D)."""
+    if isinstance(layer.padding, str) or layer.padding_mode != "zeros":
+        return None
+    if isinstance(layer, nn.Conv1d):
+        x, kernel = x.unsqueeze(2), (1, *layer.kernel_size)
+        dilation, padding, stride = (1, *layer.dilation), (0, *layer.padding), (1, *layer.stride)
+    elif isinstance(layer, nn.Conv2d):
+        kernel, dilation, padding, stride = layer.kernel_size, layer.dilation, layer.padding, layer.stride
+    else:
+        return None
+    return nn.functional.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)
+
+
+def _input_energy(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Sum of squared inputs seen by each input position of the weight, flattened per output row
+    (before grouping): in_features for Linear, in_channels * kernel for Conv."""
+    if isinstance(layer, nn.Linear):
+        return x.reshape(-1, x.shape[-1]).pow(2).sum(0)
+    columns = _unfold(layer, x)
+    if columns is not None:  # exactly the im2col rows each weight multiplies
+        return columns.pow(2).sum(dim=(0, 2))
+    # Fallback: one norm per input channel, shared by all kernel positions of that channel.
+    per_channel = x.transpose(0, 1).reshape(x.shape[1], -1).pow(2).sum(1)
+    return per_channel.repeat_interleave(layer.weight[0, 0].numel())
+
+
+def input_norms(
+    model: nn.Module, layers: Mapping[str, nn.Module], ctx: Context, batches: int
+) -> dict[str, torch.Tensor]:
+    """||X_j||_2 of every weight's input over the calibration batches, shaped like the weight.
+
+    Squared norms are divided by the number of samples (as in Wanda's reference code), so
+    layers stay comparable under a global scope whatever the calibration size."""
+    energy: dict[str, torch.Tensor] = {}
+    samples = 0
+
+    def hook(name):
+        def record(module, inputs, output):
+            e = _input_energy(module, inputs[0].detach().float())
+            energy[name] = energy[name] + e if name in energy else e
+
+        return record
+
+    handles = [m.register_forward_hook(hook(name)) for name, m in layers.items()]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for x, _ in calibration_batches(ctx, batches):
+                model(x)
+                samples += len(x)
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    norms = {}
+    for name, layer in layers.items():
+        weight = layer.weight
+        groups = getattr(layer, "groups", 1)
+        unused = torch.zeros(weight[0].numel() * groups)  # a layer the forward pass never reached
+        per_input = (energy.get(name, unused) / max(samples, 1)).sqrt()
+        # grouped convs: output channel o only sees its group's slice of the inputs
+        rows = per_input.view(groups, -1).repeat_interleave(weight.shape[0] // groups, dim=0)
+        norms[name] = rows.view_as(weight)
+    return norms
+
+
+@dataclass(frozen=True)
+class Wanda(Method):
+    id: str = "wanda"
+    label: str = "Wanda (|W| x input norm)"
+    needs_data: bool = True
+    params: tuple[Param, ...] = field(default=(BATCHES,))
+    description: str = (
+        "|W_ij| * ||X_j||_2 with input-activation norms from calibration batches (Sun et al., 2023). "
+        "The paper compares weights within each output row; here the run's scope decides "
+        "(scope=layer is the closest)."
+    )
+
+    def importance(self, model, layers, ctx, options):
+        norms = input_norms(model, layers, ctx, options["batches"])
+        return {name: m.weight.detach().abs() * norms[name] for name, m in layers.items()}

@@ -1,0 +1,137 @@
+"""Structured criteria: which channel groups to remove physically (see pruning/structured.py).
+
+Each method turns its options into a Torch-Pruning importance object, which scores
+whole coupled groups (a filter, its BatchNorm channel, the next layer's inputs).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from pruning.errors import UserError
+from pruning.methods.base import Context, Granularity, Method, Param, calibration_batches
+from pruning.methods.unstructured import BATCHES
+
+HEADS = Param(
+    "heads",
+    "bool",
+    True,
+    "attention layers (a fused qkv Linear with num_heads): remove whole heads (on) or shrink every "
+    "head (off); no effect on models without attention",
+)
+
+
+@dataclass(frozen=True)
+class ChannelMethod(Method):
+    """A structured method: `criterion` gives the group importance used by Torch-Pruning."""
+
+    granularity: Granularity = "structured"
+    params: tuple[Param, ...] = field(default=(HEADS,))
+
+    def criterion(
+        self, model: nn.Module, ctx: Context, options: Mapping[str, Any]
+    ) -> tp.importance.Importance:
+        """The importance object; may store what it needs (gradients) in `model` first."""
+        raise NotImplementedError
+
+    def importance(self, model, layers, ctx, options):
+        raise TypeError(f"{self.id} scores channel groups: use pruning.structured.prune with its criterion")
+
+
+@dataclass(frozen=True)
+class L1Channel(ChannelMethod):
+    id: str = "l1-channel"
+    label: str = "L1 channel norm"
+    description: str = (
+        "Remove the channels whose coupled weights have the smallest L1 norm (Li et al., 2017), "
+        "physically, with every dependent layer."
+    )
+
+    def criterion(self, model, ctx, options):
+        return tp.importance.MagnitudeImportance(p=1)
+
+
+@dataclass(frozen=True)
+class L2Channel(ChannelMethod):
+    id: str = "l2-channel"
+    label: str = "L2 channel norm"
+    description: str = "Remove the channels whose coupled weights have the smallest L2 norm, physically."
+
+    def criterion(self, model, ctx, options):
+        return tp.importance.MagnitudeImportance(p=2)
+
+
+def store_gradients(model: nn.Module, ctx: Context, batches: int) -> None:
+    """Leave the loss gradient summed over calibration batches in every parameter's .grad."""
+    model.eval()  # BatchNorm statistics must not drift while we look at gradients
+    model.zero_grad(set_to_none=True)
+    with torch.enable_grad():
+        for x, y in calibration_batches(ctx, batches):
+            nn.functional.cross_entropy(model(x), y).backward()
+
+
+@dataclass(frozen=True)
+class TaylorChannel(ChannelMethod):
+    id: str = "taylor-channel"
+    label: str = "Taylor channel (first order)"
+    needs_data: bool = True
+    params: tuple[Param, ...] = field(default=(BATCHES, HEADS))
+    description: str = (
+        "Remove the channels with the smallest |w * dL/dw| summed over the group, on calibration "
+        "batches (Molchanov et al., 2019), physically."
+    )
+
+    def criterion(self, model, ctx, options):
+        store_gradients(model, ctx, options["batches"])
+        return tp.importance.TaylorImportance()
+
+
+@dataclass(frozen=True)
+class BNScale(ChannelMethod):
+    id: str = "bn-scale"
+    label: str = "BatchNorm scale"
+    description: str = (
+        "Remove the channels whose BatchNorm scale |gamma| is smallest (network slimming, Liu et al., "
+        "2017), physically; needs BatchNorm layers."
+    )
+
+    def criterion(self, model, ctx, options):
+        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+            raise UserError(
+                "bn-scale ranks channels by their BatchNorm scale and this model has no BatchNorm layer; "
+                "use l1-channel or taylor-channel"
+            )
+        return tp.importance.BNScaleImportance()
+
+
+class SeededRandomImportance(tp.importance.Importance):
+    """Random channel scores that depend only on the seed and the group's root layer.
+
+    Torch-Pruning's RandomImportance draws from the global generator; this one gives every
+    trial of the ratio search the same scores and never touches global state (threads).
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def __call__(self, group) -> torch.Tensor:
+        root, idxs = group[0]
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + zlib.crc32(root.target.name.encode()))
+        return torch.rand(len(idxs), generator=g)
+
+
+@dataclass(frozen=True)
+class RandomChannel(ChannelMethod):
+    id: str = "random-channel"
+    label: str = "Random channels"
+    description: str = "Remove random channels (seeded): the baseline structured criteria must beat."
+
+    def criterion(self, model, ctx, options):
+        return SeededRandomImportance(ctx.seed if ctx is not None else 0)

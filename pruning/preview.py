@@ -1,0 +1,100 @@
+"""The live preview: a fast one-shot prune of a cached dense model, for the dashboard's sliders.
+
+The expensive part of a run (loading the model and data, measuring the dense model,
+computing importance scores) depends only on `experiment.group_key`, so it is done
+once per key and kept; each slider position then only selects, applies, evaluates
+and summarises a copy (`experiment.run_one` with no fine-tuning, latency or export).
+The result has the same keys as a run's result; latency stays unmeasured.
+
+Thread-safe: Streamlit serves each browser session in its own thread. A lock per
+group key makes concurrent sessions share one preparation, and the cached dense
+model is only ever read (run_one prunes a deep copy).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
+from typing import Any
+
+import torch
+
+from pruning import experiment
+from pruning.config import RunConfig
+
+MAX_PREPARED = 6  # dense models (+ data + scores) kept; the sample models are a few MB each
+MAX_RESULTS = 256  # recent previews kept, so moving a slider back is instant
+
+_lock = threading.Lock()
+_key_locks: dict[Hashable, threading.Lock] = {}
+_prepared: OrderedDict[Hashable, tuple[experiment.Prepared, dict[str, torch.Tensor] | None]] = OrderedDict()
+_results: OrderedDict[Hashable, dict[str, Any]] = OrderedDict()
+
+
+def _remember(cache: OrderedDict, key: Hashable, value: Any, limit: int) -> None:
+    with _lock:
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > limit:
+            cache.popitem(last=False)
+
+
+def _recall(cache: OrderedDict, key: Hashable) -> Any | None:
+    with _lock:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+        return None
+
+
+def prepared(config: RunConfig) -> tuple[experiment.Prepared, dict[str, torch.Tensor] | None]:
+    """The prepared dense model and its importance scores for `config`'s group (cached).
+    Raises UserError for a config that a run would refuse (unknown model, layer, option...)."""
+    key = experiment.group_key(config)
+    with _lock:
+        key_lock = _key_locks.setdefault(key, threading.Lock())
+    with key_lock:  # one preparation per key, however many sessions ask at once
+        cached = _recall(_prepared, key)
+        if cached is None:
+            prep = experiment.prepare(config)
+            cached = (prep, experiment.importance(prep))
+            _remember(_prepared, key, cached, MAX_PREPARED)
+    return cached
+
+
+def layers(config: RunConfig) -> dict[str, dict[str, Any]]:
+    """Prunable layers of `config`'s model in model order: name -> {type, params}."""
+    prep, _ = prepared(config)
+    return {name: {"type": type(m).__name__, "params": m.weight.numel()} for name, m in prep.layers.items()}
+
+
+def preview(config: RunConfig) -> dict[str, Any]:
+    """One-shot prune at `config`'s sparsity, scope and overrides: the run result without latency.
+    The dict is shared with later callers: read it, do not change it."""
+    config = config.replace(finetune_epochs=0, latency=False, export=None, schedule="oneshot", steps=1)
+    key = (experiment.group_key(config), config.sparsity, config.scope, config.layer_sparsity)
+    cached = _recall(_results, key)
+    if cached is not None:
+        return cached
+    prep, scores = prepared(config)
+    result = experiment.run_one(prep, scores, config)
+    _remember(_results, key, result, MAX_RESULTS)
+    return result
+
+
+def single_threaded() -> None:
+    """Run torch on one intra-op thread in this (server) process. Streamlit serves each session in a
+    thread of its own, the sample models are too small to gain from intra-op parallelism, and while
+    workers fine-tune on the same few cores torch's spinning threads slow every forward pass down
+    (on a busy 2-core machine a resnet-mnist1d preview took 0.7 s on one thread, 1.1-1.8 s on two)."""
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def clear() -> None:
+    """Forget every cached model and preview (for tests, or after sample weights changed)."""
+    with _lock:
+        _prepared.clear()
+        _results.clear()
+        _key_locks.clear()

@@ -1,0 +1,195 @@
+"""Per-layer sensitivity analysis, and per-layer sparsities allocated from it.
+
+Sensitivity: prune one layer at a time, one-shot, at each level of a grid, with the
+run's criterion, and measure test accuracy; every other layer stays dense. The table
+is cached in the store, keyed by everything that determines it, so asking again is instant.
+
+Allocation: given a global target, choose one accuracy-drop tolerance for all layers
+(by bisection) and give each layer the highest level whose measured drop stays within
+it (interpolated between grid levels); the result lands on the target by weight count.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from pruning import experiment, measure, models
+from pruning import masks as masking
+from pruning.config import RunConfig
+from pruning.errors import UserError
+from pruning.store import Store
+
+DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+CACHE_VERSION = "sensitivity-v1"
+TIE_SLOPE = 1e-6  # accuracy per unit of sparsity: far below what any test set can resolve
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """Accuracy of the model with one layer pruned, for every (layer, level)."""
+
+    model: str
+    method: str
+    dense_accuracy: float
+    levels: tuple[float, ...]
+    layers: dict[str, int]  # prunable weights per layer, in model order
+    rows: list[dict] = field(default_factory=list)  # {layer, level, accuracy, accuracy_drop}, tidy
+    cached: bool = False
+
+    def drops(self, layer: str) -> list[float]:
+        return [r["accuracy_drop"] for r in self.rows if r["layer"] == layer]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["levels"] = list(self.levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Sensitivity:
+        return cls(**{**d, "levels": tuple(d["levels"])})
+
+
+def parse_levels(levels: Sequence[float]) -> tuple[float, ...]:
+    values = sorted({masking.validate_sparsity(v, "sensitivity level") for v in levels} - {0.0})
+    if not values:
+        raise UserError("sensitivity needs at least one level in (0, 1), e.g. --levels 0.3,0.6,0.9")
+    return tuple(values)
+
+
+def _fingerprint(spec: str | None) -> str | None:
+    """A file's content hash, so a changed weights/model/data file invalidates the cache."""
+    if spec is None:
+        return None
+    path = Path(spec.split(":")[0] if ".py:" in spec else spec)
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else spec
+
+
+def cache_key(config: RunConfig, options: Mapping, levels: Sequence[float]) -> str:
+    weights = config.weights
+    if weights is None and config.model in models.SAMPLE_MODELS:
+        weights = str(models.SAMPLE_MODELS[config.model].weights)
+    parts = {
+        "kind": CACHE_VERSION,
+        "model": [config.model, _fingerprint(config.model)],
+        "weights": _fingerprint(weights),
+        "data": [config.data, _fingerprint(config.data)],
+        "method": config.method,
+        "options": dict(sorted(options.items())),
+        "levels": list(levels),
+        "seed": config.seed,
+    }
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def _quiet(fraction: float, message: str) -> None:
+    pass
+
+
+def analyse(
+    config: RunConfig,
+    levels: Sequence[float] = DEFAULT_LEVELS,
+    store: Store | None = None,
+    progress: Progress = _quiet,
+) -> Sensitivity:
+    """Sensitivity of every prunable layer of `config.model` to `config.method` at `levels`.
+
+    Only the model, weights, data, method, options and seed of `config` matter."""
+    levels = parse_levels(levels)
+    prep = experiment.prepare(config.replace(sparsity=0.0, layer_sparsity=(), latency=False))
+    if prep.method.granularity != "unstructured":
+        raise UserError(
+            f"sensitivity analysis prunes one layer at a time at several levels, which needs an "
+            f"unstructured method; '{config.method}' is {prep.method.granularity}: try magnitude"
+        )
+    key = cache_key(config, prep.options, levels)
+    if store is not None and (hit := store.cache_get(key)) is not None:
+        progress(1.0, "from cache")
+        return Sensitivity.from_dict({**hit, "cached": True})
+    progress(0.0, "scoring")
+    scores = experiment.importance(prep)
+    work = copy.deepcopy(prep.model)
+    layers = masking.prunable_layers(work)
+    dense = prep.dense["accuracy"]
+    rows = []
+    for i, (name, layer) in enumerate(layers.items()):
+        progress(i / len(layers), f"layer {name}")
+        original = layer.weight.detach().clone()
+        for level in levels:
+            keep = masking.select({name: scores[name]}, level, "layer")[name]
+            with torch.no_grad():
+                layer.weight.copy_(original * keep)
+            accuracy = measure.accuracy(work, prep.data.test)
+            rows.append(
+                {"layer": name, "level": level, "accuracy": accuracy, "accuracy_drop": dense - accuracy}
+            )
+        with torch.no_grad():
+            layer.weight.copy_(original)
+    result = Sensitivity(
+        model=config.model,
+        method=config.method,
+        dense_accuracy=dense,
+        levels=levels,
+        layers={name: layer.weight.numel() for name, layer in layers.items()},
+        rows=rows,
+    )
+    if store is not None:
+        store.cache_put(key, result.to_dict())
+    progress(1.0, "done")
+    return result
+
+
+def _level_within(levels: Sequence[float], drops: Sequence[float], tolerance: float) -> float:
+    """Highest level whose (monotone) drop stays <= tolerance, linear between grid points."""
+    if tolerance < drops[0]:
+        return levels[0]
+    for i in range(len(levels) - 1):
+        if drops[i + 1] > tolerance:
+            step = (tolerance - drops[i]) / (drops[i + 1] - drops[i])
+            return levels[i] + step * (levels[i + 1] - levels[i])
+    return levels[-1]
+
+
+def allocate(sensitivity: Sensitivity, target: float) -> dict[str, float]:
+    """Per-layer sparsities that prune `target` of all prunable weights, most where it hurts least."""
+    target = masking.validate_sparsity(target, "target sparsity")
+    counts = sensitivity.layers
+    total = sum(counts.values())
+    grid = (0.0, *sensitivity.levels)
+    curves = {}
+    for name in counts:
+        # A drop measured at a lower level is not undone by pruning more: use the running maximum.
+        # The tiny slope breaks ties: layers whose measured drops are equal get equal sparsity.
+        drops, worst = [0.0], 0.0
+        for level, d in zip(sensitivity.levels, sensitivity.drops(name)):
+            worst = max(worst, d)
+            drops.append(worst + TIE_SLOPE * level)
+        curves[name] = drops
+
+    def at(tolerance: float) -> dict[str, float]:
+        return {n: _level_within(grid, curves[n], tolerance) for n in counts}
+
+    def pruned(allocation: Mapping[str, float]) -> float:
+        return sum(counts[n] * s for n, s in allocation.items()) / total
+
+    low, high = -1.0, max(max(c) for c in curves.values())
+    if pruned(at(high)) < target - 1e-9:
+        raise UserError(
+            f"target sparsity {target} is beyond the measured levels (at most {pruned(at(high)):.3f} with "
+            f"every layer at {grid[-1]}); rerun the sensitivity analysis with higher levels"
+        )
+    for _ in range(60):
+        mid = (low + high) / 2
+        low, high = (low, mid) if pruned(at(mid)) >= target else (mid, high)
+    below, above = at(low), at(high)
+    # the tolerance where the target is crossed may be a jump (a flat curve segment): share it out
+    gap = pruned(above) - pruned(below)
+    weight = (target - pruned(below)) / gap if gap > 0 else 1.0
+    return {n: round(below[n] + weight * (above[n] - below[n]), 4) for n in counts}

@@ -1,0 +1,227 @@
+"""Tidy tables from run records, and the four honest numbers, for pages, charts and reports.
+
+Every place that summarises a run (dashboard pages, the HTML report) goes through
+`honest_numbers`, so a masked model is never shown as smaller-on-the-wire-and-faster
+in one place and honestly in another. Nothing here imports Streamlit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from pruning.errors import UserError
+from pruning.masks import validate_sparsity
+from pruning.store import RunRecord
+
+HONEST_TITLES: dict[str, str] = {
+    "sparsity": "nominal sparsity",
+    "removed": "parameters physically removed",
+    "bytes": "bytes on disk (file / sparse / gzip)",
+    "speedup": "latency speedup (measured vs FLOPs bound)",
+}
+MASKED = "masked: not faster"
+OVERHEAD = "overhead-bound"
+# Config fields that tell two curves of the same method apart on the Compare page.
+CURVE_FIELDS = ("schedule", "finetune_epochs")
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None or (isinstance(n, float) and math.isnan(n)):
+        return "-"
+    for unit in ("B", "kB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def verdict(result: Mapping[str, Any]) -> str:
+    """'masked: not faster', 'overhead-bound' (removed, but under half the FLOPs bound) or ''."""
+    if not result["pruned"]["removed"]:
+        return MASKED
+    speedup = (result.get("latency_ms") or {}).get("speedup")
+    if speedup is not None and speedup < 0.5 * result["theoretical_speedup"]:
+        return OVERHEAD
+    return ""
+
+
+def honest_numbers(result: Mapping[str, Any]) -> dict[str, str]:
+    """The four numbers every run summary shows side by side, plus a `label` (see `verdict`)."""
+    dense, pruned = result["dense"], result["pruned"]
+    removed = dense["params"] - pruned["params"]
+    size = pruned["size_bytes"]
+    speedup = (result.get("latency_ms") or {}).get("speedup")
+    measured = f"{speedup:.2f}x measured" if speedup is not None else "not measured"
+    return {
+        "sparsity": f"{result['sparsity']:.1%} (target {result['target_sparsity']:.1%})",
+        "removed": (
+            f"{removed:,} of {dense['params']:,} ({removed / max(dense['params'], 1):.0%})"
+            if pruned["removed"]
+            else "none (masked: zeros stored)"
+        ),
+        "bytes": " / ".join(human_bytes(size[k]) for k in ("dense", "sparse", "gzip")),
+        "speedup": f"{measured} vs {result['theoretical_speedup']:.2f}x bound",
+        "label": verdict(result),
+    }
+
+
+def _curve(method: str, config: Mapping[str, Any]) -> str:
+    parts = [method]
+    if config.get("schedule", "oneshot") != "oneshot":
+        parts.append(str(config["schedule"]))
+    if config.get("finetune_epochs"):
+        parts.append(f"ft {config['finetune_epochs']}")
+    return " · ".join(parts)
+
+
+def config_text(config: Mapping[str, Any]) -> str:
+    """A run's config on a few short lines (for hover boxes)."""
+    shown = {k: v for k, v in config.items() if v not in (None, {}, (), []) and k != "export"}
+    return "<br>".join(f"{k}: {v}" for k, v in shown.items())
+
+
+def _result_row(result: Mapping[str, Any]) -> dict[str, Any]:
+    dense, pruned, latency = result["dense"], result["pruned"], result.get("latency_ms") or {}
+    size = pruned["size_bytes"]
+    return {
+        "sparsity": result["sparsity"],
+        "accuracy_dense": dense["accuracy"],
+        "accuracy_before_finetune": pruned["accuracy_before_finetune"],
+        "accuracy": pruned["accuracy"],
+        "params_dense": dense["params"],
+        "nonzero_dense": dense.get("nonzero_params", dense["params"]),
+        "params": pruned["params"],
+        "nonzero_params": pruned["nonzero_params"],
+        "params_removed": dense["params"] - pruned["params"],
+        "flops_dense": dense["flops"],
+        "flops": pruned["flops"],
+        "bytes_dense": dense["size_bytes"],
+        "bytes_file": size["dense"],
+        "bytes_sparse": size["sparse"],
+        "bytes_gzip": size["gzip"],
+        "latency_dense_ms": latency.get("dense"),
+        "latency_ms": latency.get("pruned"),
+        "speedup": latency.get("speedup"),
+        "theoretical_speedup": result["theoretical_speedup"],
+        "compression_ratio": result["compression_ratio"],
+        "removed": pruned["removed"],
+        "granularity": result.get("granularity"),
+        **{f"honest_{k}": v for k, v in honest_numbers(result).items()},
+    }
+
+
+RUN_COLUMNS = (
+    "run_id status model method target_sparsity scope finetune_epochs schedule created progress message "
+    "error curve hover sweep_id"
+).split()
+
+
+def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """One row per run (newest first as given); result columns are NaN until a run succeeded."""
+    rows = []
+    for r in records:
+        config = r.config
+        row: dict[str, Any] = {
+            "run_id": r.id,
+            "status": r.status,
+            "model": r.model,
+            "method": r.method,
+            "target_sparsity": config.get("sparsity"),
+            "scope": config.get("scope"),
+            "finetune_epochs": config.get("finetune_epochs", 0),
+            "schedule": config.get("schedule", "oneshot"),
+            "created": dt.datetime.fromtimestamp(r.created),
+            "progress": r.progress,
+            "message": r.message,
+            "error": (r.error or "").splitlines()[0] if r.error else "",
+            "curve": _curve(r.method, config),
+            "hover": f"run {r.id}<br>{config_text(config)}",
+            "sweep_id": r.sweep_id,
+        }
+        if r.status == "succeeded" and r.result:
+            row.update(_result_row(r.result))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return pd.DataFrame(columns=list(RUN_COLUMNS))
+    return frame
+
+
+def layers_frame(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """`Store.layers` rows as a frame, with a `run` column (a label per run id, default the id)."""
+    frame = pd.DataFrame(
+        list(rows), columns=["run_id", "idx", "name", "type", "params", "nonzero", "sparsity"]
+    )
+    frame["run"] = frame["run_id"].map(lambda i: (labels or {}).get(i, i))
+    return frame
+
+
+def result_layers_frame(result: Mapping[str, Any]) -> pd.DataFrame:
+    """One run's per-layer table (model order) with dense and remaining parameter counts."""
+    frame = pd.DataFrame(result["layers"])
+    if "dense_params" not in frame:  # removed layers keep no dense count in old results
+        frame["dense_params"] = frame["params"]
+    return frame
+
+
+def run_label(record: RunRecord) -> str:
+    """Short column label for a run: method, target sparsity and the id's random suffix."""
+    return f"{record.method} {record.config.get('sparsity', 0):.2f} · {record.id[-6:]}"
+
+
+def config_diff(records: Sequence[RunRecord], only_differing: bool = False) -> pd.DataFrame:
+    """Config fields as rows, runs as columns; optionally only the fields whose values differ."""
+    table = pd.DataFrame(
+        {r.id: {k: _cell(v) for k, v in r.config.items()} for r in records}, dtype=object
+    ).fillna("-")
+    if only_differing and len(records) > 1:
+        table = table[table.nunique(axis=1) > 1]
+    return table
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "-"
+    return "-" if value is None else str(value)
+
+
+def parse_overrides(cells: Mapping[str, Any]) -> dict[str, float]:
+    """Per-layer sparsity overrides typed into a table (layer -> text); blank cells mean 'no override'.
+    Raises UserError naming the layer for anything that is not a number in [0, 1)."""
+    overrides = {}
+    for name, cell in cells.items():
+        text = "" if cell is None or (isinstance(cell, float) and math.isnan(cell)) else str(cell).strip()
+        if not text:
+            continue
+        try:
+            value = float(text)
+        except ValueError:
+            raise UserError(
+                f"override for layer {name} is '{text}', not a number: type a sparsity in [0, 1) "
+                "or clear the cell"
+            ) from None
+        overrides[name] = validate_sparsity(value, f"override for layer {name}")
+    return overrides
+
+
+def parse_levels(text: str) -> list[float]:
+    """Sparsity levels typed as '0.5, 0.8, 0.9' (sorted, duplicates dropped)."""
+    levels = set()
+    for part in text.replace(";", ",").split(","):
+        if not part.strip():
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            raise UserError(
+                f"sparsity level '{part.strip()}' is not a number; use e.g. 0.5, 0.8, 0.9"
+            ) from None
+        levels.add(validate_sparsity(value, "each sparsity level"))
+    if not levels:
+        raise UserError("give at least one sparsity level, e.g. 0.5, 0.8, 0.9")
+    return sorted(levels)

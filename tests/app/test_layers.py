@@ -1,0 +1,59 @@
+"""The Layers page: the per-layer sparsity heatmap, one run's bars, and the sensitivity chart's builder."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from pruning import charts, views
+from tests.app.conftest import array, figures
+
+
+def test_empty_store_explains_what_to_do(app, empty) -> None:
+    at = app("layers")
+    assert "Launch run" in at.info[0].value
+    assert not figures(at)
+
+
+def test_heatmap_rows_are_layers_in_model_order_on_a_fixed_scale(app, seeded) -> None:
+    at = app("layers")
+    heatmap, bars = figures(at)
+    (trace,) = heatmap["data"]
+    assert trace["type"] == "heatmap"
+    assert array(trace["y"]) == ["fc1", "fc2", "fc3"]
+    assert (trace["zmin"], trace["zmax"]) == (0, 1)
+    succeeded = seeded.runs(status="succeeded")  # newest first, as the page lists them
+    assert array(trace["x"]) == [views.run_label(r) for r in succeeded]
+    columns = list(zip(*array(trace["z"])))
+    for run, column in zip(succeeded, columns):
+        assert list(column) == pytest.approx([layer["sparsity"] for layer in run.result["layers"]])
+    assert {b["name"] for b in bars["data"]} == {"dense", "remaining (non-zero)"}
+
+
+def test_one_run_bars_show_dense_and_remaining(app, seeded) -> None:
+    at = app("layers")
+    run = seeded.get(at.selectbox(key="layers_one").value)
+    bars = figures(at)[1]["data"]
+    dense = array(next(b for b in bars if b["name"] == "dense")["y"])
+    remaining = array(next(b for b in bars if b["name"] != "dense")["y"])
+    assert remaining == [layer["nonzero"] for layer in run.result["layers"]]
+    assert all(r <= d for r, d in zip(remaining, dense))
+
+
+def test_sensitivity_heatmap_builder() -> None:
+    frame = pd.DataFrame(
+        [
+            {"layer": layer, "sparsity": level, "accuracy_drop": drop}
+            for layer, drops in (
+                ("fc1", (0.0, 0.02, 0.3)),
+                ("fc2", (0.0, 0.01, 0.05)),
+                ("fc3", (0.01, 0.1, 0.6)),
+            )
+            for level, drop in zip((0.5, 0.8, 0.95), drops)
+        ]
+    )
+    (trace,) = charts.sensitivity_heatmap(frame).to_dict()["data"]
+    assert list(trace["y"]) == ["fc1", "fc2", "fc3"]
+    assert list(trace["x"]) == ["0.50", "0.80", "0.95"]
+    assert array(trace["z"])[2] == pytest.approx([0.01, 0.1, 0.6])
+    assert trace["zmin"] == 0

@@ -1,0 +1,105 @@
+"""Figure builders on synthetic frames: curves, Pareto frontier, dense marker, fixed-scale heatmaps."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pandas as pd
+import pytest
+
+from pruning import charts
+
+
+def runs(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
+    """A runs_frame-shaped table: (curve, non-zero params, accuracy) per succeeded run."""
+    return pd.DataFrame(
+        [
+            {
+                "run_id": f"run-{i}",
+                "status": "succeeded",
+                "curve": curve,
+                "nonzero_params": nonzero,
+                "accuracy": accuracy,
+                "accuracy_before_finetune": accuracy - 0.1,
+                "accuracy_dense": 0.97,
+                "nonzero_dense": 1000,
+                "compression_ratio": 1000 / nonzero,
+                "hover": f"run run-{i}",
+                "honest_label": "masked: not faster",
+            }
+            for i, (curve, nonzero, accuracy) in enumerate(rows)
+        ]
+    )
+
+
+def test_pareto_front_matches_brute_force() -> None:
+    rng = random.Random(0)
+    frame = pd.DataFrame(
+        {"size": [rng.randint(1, 50) for _ in range(60)], "acc": [rng.random() for _ in range(60)]}
+    )
+
+    def dominated(i: int) -> bool:
+        a = frame.loc[i]
+        return any(
+            b["size"] <= a["size"] and b["acc"] >= a["acc"] and (b["size"] < a["size"] or b["acc"] > a["acc"])
+            for j, b in frame.iterrows()
+            if j != i
+        )
+
+    expected = {i for i in frame.index if not dominated(i)}
+    front = charts.pareto_front(frame, "size", "acc")
+    assert set(front.index) == expected
+    assert list(front["size"]) == sorted(front["size"])
+
+
+def test_pareto_front_when_higher_x_is_better() -> None:
+    frame = pd.DataFrame({"ratio": [1, 2, 4, 8], "acc": [0.9, 0.95, 0.8, 0.5]})
+    assert list(charts.pareto_front(frame, "ratio", "acc", lower_x_is_better=False).index) == [1, 2, 3]
+
+
+def test_accuracy_vs_size_has_one_curve_per_method_a_frontier_and_the_dense_model() -> None:
+    frame = runs(
+        [("magnitude", 500, 0.96), ("magnitude", 100, 0.9), ("random", 500, 0.7), ("random", 100, 0.2)]
+    )
+    fig = charts.accuracy_vs_size(frame, "nonzero_params")
+    traces = {t.name: t for t in fig.data}
+    assert set(traces) == {"Pareto frontier", "magnitude", "random", "dense model"}
+    assert fig.data[0].name == "Pareto frontier"  # drawn underneath the curves
+    assert list(traces["magnitude"].x) == [100, 500]  # sorted along x
+    assert list(traces["Pareto frontier"].y) == [0.9, 0.96]
+    assert list(traces["dense model"].x) == [1000] and list(traces["dense model"].y) == [0.97]
+    assert "masked: not faster" in traces["random"].hovertext[0]
+
+
+def test_compression_axis_is_logarithmic_and_dense_sits_at_one() -> None:
+    fig = charts.accuracy_vs_size(
+        runs([("magnitude", 500, 0.96), ("magnitude", 50, 0.8)]), "compression_ratio"
+    )
+    assert fig.layout.xaxis.type == "log"
+    dense = next(t for t in fig.data if t.name == "dense model")
+    assert list(dense.x) == [1.0]
+    front = next(t for t in fig.data if t.name == "Pareto frontier")
+    assert list(front.x) == [2.0, 20.0]  # both points: more compression, less accuracy
+
+
+def test_both_accuracies_draw_a_dotted_twin() -> None:
+    fig = charts.accuracy_vs_size(runs([("magnitude", 500, 0.96), ("magnitude", 100, 0.9)]), accuracy="both")
+    twin = next(t for t in fig.data if t.name == "magnitude (before fine-tune)")
+    assert twin.line.dash == "dot"
+    assert list(twin.y) == pytest.approx([0.8, 0.86])
+
+
+def test_layer_heatmap_keeps_model_order_and_a_fixed_scale() -> None:
+    names = ["features.0", "fc10", "fc2", "classifier"]  # not alphabetical: model order must win
+    frame = pd.DataFrame(
+        [
+            {"run": run, "idx": i, "name": name, "sparsity": s}
+            for run, sparsity in (("a", 0.2), ("b", 0.9))
+            for (i, name), s in zip(enumerate(names), itertools.repeat(sparsity))
+        ]
+    )
+    (trace,) = charts.layer_heatmap(frame).data
+    assert list(trace.y) == names and list(trace.x) == ["a", "b"]
+    assert (trace.zmin, trace.zmax) == (0, 1)
+    assert [list(row) for row in trace.z] == [[0.2, 0.9]] * 4

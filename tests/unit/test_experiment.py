@@ -1,0 +1,139 @@
+"""Experiments end to end in this process: results, sweeps sharing importance, fine-tuning, user files."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from pruning import experiment, masks
+from pruning.config import RunConfig
+from pruning.errors import UserError
+from pruning.methods.unstructured import Magnitude
+
+
+def test_a_sweep_computes_importance_once(monkeypatch):
+    calls = []
+    original = Magnitude.importance
+
+    def counted(self, model, layers, ctx, options):
+        calls.append(list(layers))
+        return original(self, model, layers, ctx, options)
+
+    monkeypatch.setattr(Magnitude, "importance", counted)
+    levels = [0.2, 0.5, 0.8, 0.95]
+    configs = [RunConfig("mlp-digits", "magnitude", s, latency=False) for s in levels]
+    assert len(experiment.groups(configs)) == 1
+    results = list(experiment.run_group(configs))
+    assert len(calls) == 1
+    assert [r["target_sparsity"] for r in results] == levels
+    assert [r["sparsity"] for r in results] == pytest.approx(levels, abs=1e-3)
+    nonzero = [r["pruned"]["nonzero_params"] for r in results]
+    assert nonzero == sorted(nonzero, reverse=True) and len(set(nonzero)) == len(levels)
+
+
+def test_groups_split_by_what_changes_the_scores():
+    base = RunConfig("mlp-digits", "taylor", 0.5)
+    configs = [base, base.replace(sparsity=0.7), base.replace(seed=1), base.replace(method="magnitude")]
+    assert [len(g) for g in experiment.groups(configs)] == [2, 1, 1]
+
+
+def test_result_follows_the_json_contract_and_is_measured():
+    config = RunConfig("mlp-digits", "magnitude", 0.6, scope="layer", layer_sparsity=(("fc3", 0.2),))
+    result = experiment.run(config.replace(latency=False))
+    assert (result["status"], result["granularity"], result["scope"]) == (
+        "succeeded",
+        "unstructured",
+        "layer",
+    )
+    rows = {r["name"]: r for r in result["layers"]}
+    assert list(rows) == ["fc1", "fc2", "fc3"]
+    assert rows["fc1"]["sparsity"] == pytest.approx(0.6, abs=1e-3)
+    assert rows["fc3"]["sparsity"] == pytest.approx(0.2, abs=1e-3)
+    dense, pruned = result["dense"], result["pruned"]
+    params = 64 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    assert dense["params"] == pruned["params"] == dense["nonzero_params"] == params  # masked: all still there
+    pruned_weights = round(0.6 * 19200) + round(0.6 * 30000) + round(0.2 * 1000)
+    assert pruned["nonzero_params"] == dense["params"] - pruned_weights
+    # FLOPs: each Linear is 2*in*out per sample; effective FLOPs scale by each layer's density
+    assert dense["flops"] == 2 * (64 * 300 + 300 * 100 + 100 * 10)
+    assert pruned["flops"] == pytest.approx(sum(r["flops"] for r in result["layers"]), abs=2)  # rounding
+    assert rows["fc1"]["flops"] == round(2 * 64 * 300 * (1 - rows["fc1"]["sparsity"]))
+    assert result["theoretical_speedup"] == pytest.approx(dense["flops"] / pruned["flops"])
+    assert 0.5 < pruned["accuracy"] <= 1.0 and pruned["accuracy"] == pruned["accuracy_before_finetune"]
+    assert pruned["removed"] is False and result["latency_ms"]["dense"] is None
+
+
+def test_ninety_percent_with_fine_tuning_stays_within_a_point_and_masks_stay_fixed(tmp_path):
+    """The Show criterion: mlp-digits, magnitude, global, 90%, 10 fine-tune epochs, within 1.0 point."""
+    config = RunConfig(
+        "mlp-digits", "magnitude", 0.9, finetune_epochs=10, latency=False, export=str(tmp_path)
+    )
+    prep = experiment.prepare(config)
+    scores = experiment.importance(prep)
+    result = experiment.run_one(prep, scores, config)
+    dense, pruned = result["dense"]["accuracy"], result["pruned"]["accuracy"]
+    assert dense == pytest.approx(0.9756, abs=1e-3)  # the shipped weights
+    assert pruned >= dense - 0.01, (dense, pruned)
+    assert result["pruned"]["accuracy_before_finetune"] < dense - 0.1 < pruned  # fine-tuning recovered it
+    assert result["sparsity"] == pytest.approx(0.9, abs=1e-3)
+
+    keep = masks.select(scores, 0.9, "global")  # the masks chosen before fine-tuning
+    tuned = load_file(tmp_path / "model.safetensors")
+    for name, mask in keep.items():
+        weight, before = tuned[f"{name}.weight"], prep.dense_state[f"{name}.weight"]
+        assert (weight[~mask] == 0).all(), name  # pruned weights stayed exactly zero
+        assert not torch.equal(weight[mask], before[mask]), name  # the kept ones were trained
+    assert int(torch.count_nonzero(prep.model.fc1.weight)) == 19200  # the shared dense model is untouched
+
+
+def test_user_model_with_npz_and_python_data(tmp_path):
+    model_file = tmp_path / "net.py"
+    model_file.write_text(
+        "import torch\nfrom torch import nn\n"
+        "def make():\n"
+        "    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 3))\n"
+    )
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 6)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(int) + (x[:, 1] > 0.5).astype(int)
+    np.savez(tmp_path / "toy.npz", x_train=x[:200], y_train=y[:200], x_test=x[200:], y_test=y[200:])
+    (tmp_path / "toy_data.py").write_text(
+        "import numpy as np\n"
+        f"def load():\n    d = np.load({str(tmp_path / 'toy.npz')!r})\n"
+        "    return (d['x_train'], d['y_train']), (d['x_test'], d['y_test'])\n"
+    )
+    spec = f"{model_file}:make"
+    for data in (str(tmp_path / "toy.npz"), f"{tmp_path / 'toy_data.py'}:load"):
+        result = experiment.run(
+            RunConfig(spec, "magnitude", 0.5, data=data, finetune_epochs=2, latency=False)
+        )
+        assert result["status"] == "succeeded" and result["sparsity"] == pytest.approx(0.5, abs=1e-3)
+        assert [r["name"] for r in result["layers"]] == ["0", "2"]
+        assert result["dense"]["params"] == 6 * 32 + 32 + 32 * 3 + 3
+    with pytest.raises(UserError, match="has no default dataset: pass --data"):
+        experiment.prepare(RunConfig(spec, "magnitude", 0.5))
+    with pytest.raises(UserError, match="cannot run on dataset 'digits'"):
+        experiment.prepare(RunConfig(spec, "magnitude", 0.5, data="digits"))
+
+
+def test_prepare_refuses_bad_input_before_any_work():
+    for config, message in [
+        (RunConfig("nosuch", "magnitude", 0.5), "unknown model 'nosuch'"),
+        (RunConfig("mlp-digits", "nosuch", 0.5), "unknown method 'nosuch'"),
+        (RunConfig("mlp-digits", "magnitude", 0.5, data="nosuch"), "unknown dataset 'nosuch'"),
+        (RunConfig("mlp-digits", "magnitude", 0.5, layer_sparsity=(("fc9", 0.5),)), "unknown layer.*fc9"),
+        (RunConfig("mlp-digits", "taylor", 0.5, options=(("batches", 0),)), "between 1 and 64"),
+    ]:
+        with pytest.raises(UserError, match=message):
+            experiment.prepare(config)
+
+
+def test_latency_is_measured_dense_and_pruned_in_the_same_run():
+    prep = experiment.prepare(RunConfig("mlp-digits", "magnitude", 0.5, batch_size=16))
+    result = experiment.run_one(prep, experiment.importance(prep), prep.config)
+    latency = result["latency_ms"]
+    assert latency["batch_size"] == 16 and latency["dense"] > 0 and latency["pruned"] > 0
+    assert latency["speedup"] == pytest.approx(latency["dense"] / latency["pruned"])

@@ -1,0 +1,62 @@
+"""The live preview: the same numbers as a run, cached per model and method, safe across threads."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pruning import experiment, preview
+from pruning.config import RunConfig
+from pruning.errors import UserError
+
+MLP = RunConfig(model="mlp-digits", method="magnitude", sparsity=0.7, latency=False)
+SAME = ("sparsity", "target_sparsity", "compression_ratio", "theoretical_speedup", "layers")
+
+
+def test_preview_matches_a_run_without_fine_tuning() -> None:
+    shown = preview.preview(MLP)
+    run = experiment.run(MLP)
+    assert {k: shown[k] for k in SAME} == {k: run[k] for k in SAME}
+    for key in ("accuracy", "nonzero_params", "params", "size_bytes", "removed"):
+        assert shown["pruned"][key] == run["pruned"][key]
+    assert shown["latency_ms"]["pruned"] is None  # the preview never claims a speed
+
+
+def test_preview_ignores_what_only_a_full_run_does() -> None:
+    full = MLP.replace(finetune_epochs=5, latency=True, export="somewhere", schedule="iterative", steps=3)
+    assert preview.preview(full) is preview.preview(MLP)
+
+
+def test_the_dense_model_is_prepared_once_per_group(monkeypatch) -> None:
+    preview.clear()
+    calls = []
+    real = experiment.prepare
+    monkeypatch.setattr(experiment, "prepare", lambda config: calls.append(config) or real(config))
+    levels = [0.1 * i for i in range(1, 10)]
+    with ThreadPoolExecutor(4) as pool:  # sessions are served in threads
+        threaded = list(pool.map(lambda s: preview.preview(MLP.replace(sparsity=s)), levels))
+    assert len(calls) == 1
+    preview.clear()
+    sequential = [preview.preview(MLP.replace(sparsity=s)) for s in levels]
+    for a, b in zip(threaded, sequential):
+        assert (a["sparsity"], a["pruned"]["accuracy"], a["layers"]) == (
+            b["sparsity"],
+            b["pruned"]["accuracy"],
+            b["layers"],
+        )
+    assert [round(r["sparsity"], 3) for r in threaded] == [round(s, 3) for s in levels]
+
+
+def test_layer_overrides_and_errors() -> None:
+    shown = preview.preview(MLP.replace(layer_sparsity=(("fc3", 0.0),)))
+    assert shown["layers"][2]["sparsity"] == 0.0
+    assert preview.layers(MLP) == {
+        "fc1": {"type": "Linear", "params": 64 * 300},
+        "fc2": {"type": "Linear", "params": 300 * 100},
+        "fc3": {"type": "Linear", "params": 100 * 10},
+    }
+    with pytest.raises(UserError, match="unknown layer"):
+        preview.preview(MLP.replace(layer_sparsity=(("fc9", 0.5),)))
+    with pytest.raises(UserError, match="unknown model"):
+        preview.preview(MLP.replace(model="no-such-model"))

@@ -1,0 +1,52 @@
+"""The HTML report: self-contained (plotly.js inline), honest labels, from Python and the CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pruning import jobs, report
+from pruning.config import RunConfig
+from pruning.store import Store
+
+CONFIGS = [
+    RunConfig(model="mlp-digits", method=method, sparsity=sparsity, latency=False)
+    for method in ("magnitude", "random")
+    for sparsity in (0.5, 0.9)
+]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("report") / "lab"
+    with Store(root) as store:
+        ids = jobs.submit(store, CONFIGS)
+        ids += jobs.submit(store, [CONFIGS[0].replace(weights="missing.safetensors")])
+        jobs.execute(store, ids)
+    return root
+
+
+def test_report_is_self_contained_and_honest(lab: Path, tmp_path: Path) -> None:
+    with Store(lab) as store:
+        records = store.runs()
+    html = report.write(records, tmp_path / "out" / "report.html").read_text()
+    assert html.count("<script") >= 3 and "Plotly.newPlot" in html
+    assert not re.search(r"<(script|link)[^>]*(src|href)=[\"']?https?:", html)  # opens offline
+    assert html.count("plotly.js v") == 1  # the library inlined once, not per chart
+    for record in records:
+        assert record.id in html
+    assert "masked: not faster" in html
+    assert "does not exist" in html  # the failed run says why
+
+
+def test_cli_report(lab: Path, tmp_path: Path, cli) -> None:
+    with Store(lab) as store:
+        ids = [r.id for r in store.runs(status="succeeded")][:2]
+    out = tmp_path / "r.html"
+    done = cli("report", *ids, "--out", str(out), "--store", str(lab))
+    assert done.returncode == 0, done.stderr
+    assert all(i in out.read_text() for i in ids)
+    missing = cli("report", "no-such-run", "--out", str(out), "--store", str(lab))
+    assert missing.returncode != 0 and "no run 'no-such-run'" in missing.stderr
