@@ -24,7 +24,7 @@ def emit(name: str, value: float, unit: str, goal: str | None = None) -> None:
 
 
 def timed(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
-    """Seconds of each call, round-robin `repeats` times so machine drift hits all alike."""
+    """Wall-clock seconds of each call, round-robin `repeats` times so machine drift hits all alike."""
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     for _ in range(repeats):
         for name, call in calls.items():

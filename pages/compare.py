@@ -2,11 +2,12 @@
 
 import streamlit as st
 
-from pages.shared import jobs, ui
+from pages.shared import jobs, routing, ui
 from pruning import charts, views
 
 ACCURACY = {"after": "after fine-tuning", "before": "before fine-tuning", "both": "both"}
 
+routing.through_dashboard()
 st.title("Compare")
 history = jobs.store()
 history.reap()

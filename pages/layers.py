@@ -1,32 +1,60 @@
 """Layers: per-layer sparsity of runs side by side, one run's layers, and per-layer sensitivity."""
 
+import pandas as pd
 import streamlit as st
 
-from pages.shared import jobs, ui
-from pruning import charts, views
+from pages.shared import jobs, routing, ui
+from pruning import charts, launch, methods, models, views
 
+routing.through_dashboard()
 st.title("Layers")
 history = jobs.store()
 records = history.runs(status="succeeded")
 if not records:
     ui.no_runs("finished runs with per-layer results")
 else:
-    models = list(dict.fromkeys(r.model for r in records))
-    model = st.selectbox("Model", models, key="layers_model", help="layers differ between models")
+    model = st.selectbox("Model", list(dict.fromkeys(r.model for r in records)), key="layers_model")
     mine = [r for r in records if r.model == model]
     labels = {r.id: views.run_label(r) for r in mine}
     ids = st.multiselect(
         "Runs (columns)", list(labels), default=list(labels)[:20], format_func=labels.get, key="layers_runs"
     )
     if ids:
-        frame = views.layers_frame(history.layers(ids), labels)
         st.subheader("Sparsity per layer")
         st.caption(
             "Rows: prunable layers in model order. Colour: fraction of the layer's weights pruned (0..1)."
         )
+        frame = views.layers_frame(history.layers(ids), labels)
         st.plotly_chart(charts.layer_heatmap(frame), key="layers_heatmap")
     st.subheader("One run")
-    one = st.selectbox("Run", list(labels), format_func=labels.get, key="layers_one")
-    record = history.get(one)
+    record = history.get(st.selectbox("Run", list(labels), format_func=labels.get, key="layers_one"))
     ui.honest(record.result)
     st.plotly_chart(charts.layer_bars(views.result_layers_frame(record.result)), key="layers_bars")
+
+st.subheader("Sensitivity")
+st.caption("Accuracy drop when only one layer is pruned, at each level, the other layers dense.")
+a, b = st.columns(2)
+model = a.selectbox("Model", list(models.SAMPLE_MODELS), key="sensitivity_model")
+unstructured = [m for m, method in methods.METHODS.items() if method.granularity == "unstructured"]
+method = b.selectbox("Method", unstructured, unstructured.index("magnitude"), key="sensitivity_method")
+table = launch.cached_sensitivity(history, model, method)
+if table is not None:
+    st.plotly_chart(charts.sensitivity_heatmap(pd.DataFrame(table.rows)), key="sensitivity_heatmap")
+elif (model, method) in st.session_state.setdefault("analysing", set()):
+    st.info(f"Analysing {model} with {method} in the background; the chart appears when it is done.")
+
+    @st.fragment(run_every=2)
+    def wait_for_analysis() -> None:
+        if launch.cached_sensitivity(history, model, method) is not None:
+            st.rerun()
+
+    wait_for_analysis()
+else:
+    st.info(
+        f"No sensitivity analysis of {model} with {method} yet. It prunes each layer alone at 9 levels "
+        f"(or run `python -m pruning sensitivity --model {model} --method {method}`)."
+    )
+    if st.button("Analyse in the background", key="analyse"):
+        launch.analyse_in_background(history, model, method)
+        st.session_state["analysing"].add((model, method))
+        st.rerun()

@@ -3,6 +3,9 @@
 
 import streamlit as st
 
+from pages.shared import routing
+
+routing.through_dashboard()
 st.title("Prune")
 
 import os

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from pages.shared import jobs, ui
+from pages.shared import jobs, routing, ui
 from pruning import launch, report, views
 
 TABLE = {
+    "run_id": "run",
     "status": "status",
     "model": "model",
     "method": "method",
@@ -19,10 +20,10 @@ TABLE = {
     "honest_speedup": views.HONEST_TITLES["speedup"],
     "honest_label": "note",
     "created": "created",
-    "run_id": "run",
 }
 PERCENT = st.column_config.NumberColumn(format="percent")
 
+routing.through_dashboard()
 st.title("Runs")
 history = jobs.store()
 history.reap()
@@ -35,7 +36,7 @@ frame = views.runs_frame(records)
 st.dataframe(
     frame.reindex(columns=list(TABLE)).rename(columns=TABLE),
     hide_index=True,
-    column_config={TABLE[c]: PERCENT for c in list(TABLE)[3:8]},
+    column_config={TABLE[c]: PERCENT for c in list(TABLE)[4:9]},
     key="runs_table",
 )
 st.download_button("Download CSV", frame.drop(columns=["hover"]).to_csv(index=False), "runs.csv", "text/csv")

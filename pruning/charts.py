@@ -189,11 +189,10 @@ def layer_sparsity(layers: pd.DataFrame) -> go.Figure:
 
 def sensitivity_heatmap(sensitivity: pd.DataFrame) -> go.Figure:
     """Layer x sparsity level -> accuracy drop when only that layer is pruned to that level.
-    `sensitivity` has columns layer (model order as given), sparsity, accuracy_drop."""
+    `sensitivity` has the rows of `sensitivity.Sensitivity`: layer (model order as given), level,
+    accuracy_drop."""
     order = list(dict.fromkeys(sensitivity["layer"]))
-    table = sensitivity.pivot_table(
-        index="layer", columns="sparsity", values="accuracy_drop", aggfunc="first"
-    )
+    table = sensitivity.pivot_table(index="layer", columns="level", values="accuracy_drop", aggfunc="first")
     table = table.reindex(index=order).sort_index(axis=1)
     fig = go.Figure(
         go.Heatmap(

@@ -80,7 +80,9 @@ def _config(args, method: str, sparsity: float) -> RunConfig:
 def _execute(args, configs: list[RunConfig]) -> list[dict]:
     """Validate every group, record the runs, execute them, and return their results."""
     for group in experiment.groups(configs):
-        experiment.prepare(group[0])  # raises UserError before anything is stored
+        prep = experiment.prepare(group[0])  # raises UserError before anything is stored
+        for config in group:
+            experiment.check(prep, config)
     store = Store(args.store)
     ids = jobs.submit(store, configs, sweep_id=f"sweep-{time.time_ns()}" if len(configs) > 1 else None)
     bar = ProgressBar(len(ids), enabled=not args.quiet)

@@ -6,6 +6,7 @@ ship is small and pruning experiments evaluate the same test set many times.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -55,6 +56,7 @@ def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.nd
     return (train - mean) / std, (test - mean) / std
 
 
+@functools.cache  # tensors are never modified in place; a sweep or preview reloads for free
 def digits() -> Data:
     """scikit-learn's bundled 8x8 digits: fixed stratified 75/25 split, standardised."""
     from sklearn.datasets import load_digits
@@ -77,16 +79,21 @@ def _cache_dir() -> Path:
 def mnist1d() -> Data:
     """MNIST-1D generated offline with the `mnist1d` package (never its download path).
 
-    Generation takes a few seconds, so the arrays are cached on disk keyed by the
-    generator arguments.
+    Generation takes a few seconds, so the arrays are cached on disk (and in memory)
+    keyed by the generator arguments.
     """
-    key = hashlib.sha256(json.dumps(MNIST1D_ARGS, sort_keys=True).encode()).hexdigest()[:12]
-    path = _cache_dir() / f"mnist1d-{key}.npz"
+    return _mnist1d(json.dumps(MNIST1D_ARGS, sort_keys=True), str(_cache_dir()))
+
+
+@functools.cache
+def _mnist1d(args_json: str, cache_dir: str) -> Data:
+    key = hashlib.sha256(args_json.encode()).hexdigest()[:12]
+    path = Path(cache_dir) / f"mnist1d-{key}.npz"
     if not path.exists():
         from mnist1d.data import get_dataset_args, make_dataset
 
         args = get_dataset_args()
-        for name, value in MNIST1D_ARGS.items():
+        for name, value in json.loads(args_json).items():
             setattr(args, name, value)
         d = make_dataset(args)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -109,6 +109,17 @@ def prepare(config: RunConfig) -> Prepared:
     )
 
 
+def check(prep: Prepared, config: RunConfig) -> None:
+    """Checks of one config that need the loaded model; UserError before anything is stored."""
+    if config.schedule != "oneshot":
+        from pruning import schedule  # imported here: schedule builds on this module
+
+        schedule.validate(prep, config)
+    if prep.method.granularity == "structured":
+        prep.method.check(prep.model)
+        structured.check(prep.model, prep.example[:2], config.overrides)
+
+
 def importance(prep: Prepared) -> dict[str, torch.Tensor] | None:
     """Element-wise scores of the dense model (None for structured methods, which score groups)."""
     if prep.method.granularity == "structured":

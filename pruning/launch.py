@@ -10,12 +10,15 @@ not stop them, and their state lives in the store.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pruning import experiment, jobs, methods, preview
+from pruning import experiment, jobs, methods, preview, sensitivity
 from pruning.config import RunConfig
 from pruning.errors import UserError
 from pruning.store import RunRecord, Store, new_run_id
@@ -67,6 +70,7 @@ def validate(configs: list[RunConfig]) -> None:
                     f"unknown layer(s) in per-layer sparsity: {', '.join(unknown)}; "
                     f"prunable layers are {', '.join(prep.layers)}"
                 )
+            experiment.check(prep, config)
 
 
 def launch(store: Store, configs: list[RunConfig], workers: int = 1) -> list[str]:
@@ -87,3 +91,36 @@ def exported_model(record: RunRecord) -> Path | None:
     """The run's exported `model.safetensors`, if it exported one that still exists."""
     weights = ((record.result or {}).get("export") or {}).get("weights")
     return Path(weights) if weights and Path(weights).is_file() else None
+
+
+def sensitivity_config(model: str, method_id: str) -> RunConfig:
+    """What `python -m pruning sensitivity --model M --method ID` analyses: default options, seed 0."""
+    options = methods.get(method_id).options()
+    return RunConfig(model, method_id, 0.0, options=tuple(sorted(options.items())), latency=False)
+
+
+def cached_sensitivity(store: Store, model: str, method_id: str) -> sensitivity.Sensitivity | None:
+    """The default-levels sensitivity table of (model, method) if one was computed into `store`."""
+    config = sensitivity_config(model, method_id)
+    levels = sensitivity.parse_levels(sensitivity.DEFAULT_LEVELS)
+    found = store.cache_get(sensitivity.cache_key(config, dict(config.options), levels))
+    return sensitivity.Sensitivity.from_dict(found) if found is not None else None
+
+
+def analyse_in_background(store: Store, model: str, method_id: str) -> subprocess.Popen:
+    """Run `python -m pruning sensitivity` in a detached process that fills the store's cache."""
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(jobs.PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    command = [sys.executable, "-m", "pruning", "sensitivity", "--model", model, "--method", method_id]
+    with open(store.root / "sensitivity.log", "ab") as log:
+        return subprocess.Popen(
+            [*command, "--store", str(store.root), "--quiet"],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            env=env,
+            cwd=jobs.PROJECT_ROOT,
+            start_new_session=True,
+        )

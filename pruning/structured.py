@@ -307,6 +307,11 @@ def _check_overrides(layout: Layout, overrides: Mapping[str, float]) -> None:
             )
 
 
+def check(model: nn.Module, example: torch.Tensor, overrides: Mapping[str, float]) -> None:
+    """Refuse, before any work, what `prune` would refuse for the model's layout."""
+    _check_overrides(analyse(model, example), overrides)
+
+
 def _layer_sparsity(dense: Mapping[str, nn.Module], model: nn.Module, name: str) -> float:
     return 1.0 - masks.prunable_layers(model)[name].weight.numel() / dense[name].weight.numel()
 

@@ -41,6 +41,9 @@ class ChannelMethod(Method):
         """The importance object; may store what it needs (gradients) in `model` first."""
         raise NotImplementedError
 
+    def check(self, model: nn.Module) -> None:
+        """Refuse a model this criterion cannot rank (before anything is stored)."""
+
     def importance(self, model, layers, ctx, options):
         raise TypeError(f"{self.id} scores channel groups: use pruning.structured.prune with its criterion")
 
@@ -102,12 +105,15 @@ class BNScale(ChannelMethod):
         "2017), physically; needs BatchNorm layers."
     )
 
-    def criterion(self, model, ctx, options):
+    def check(self, model):
         if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
             raise UserError(
                 "bn-scale ranks channels by their BatchNorm scale and this model has no BatchNorm layer; "
                 "use l1-channel or taylor-channel"
             )
+
+    def criterion(self, model, ctx, options):
+        self.check(model)
         return tp.importance.BNScaleImportance()
 
 

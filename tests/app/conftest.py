@@ -6,20 +6,16 @@ test, so a test may delete or cancel runs freely.
 
 from __future__ import annotations
 
-import base64
-import json
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from pruning import jobs
 from pruning.config import RunConfig
-from pruning.store import RunRecord, Store, new_run_id
+from pruning.store import Store, new_run_id
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = RunConfig(model="mlp-digits", method="magnitude", sparsity=0.5, latency=False)
@@ -74,43 +70,3 @@ def app() -> Callable[[str | None], AppTest]:
         return at
 
     return open_page
-
-
-def wait_done(store: Store, ids: list[str], timeout: float = 180.0) -> list[RunRecord]:
-    """Poll the store (reaping dead workers) until every run is done."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        store.reap()
-        records = [store.get(i) for i in ids]
-        if all(r.done for r in records):
-            return records
-        time.sleep(0.5)
-    raise AssertionError(f"runs not done after {timeout:.0f} s: {[(r.id, r.status) for r in records]}")
-
-
-def texts(at: AppTest) -> str:
-    """Everything the page shows as text (markdown, captions, alerts, metrics), one string."""
-    parts = [
-        e.value
-        for kind in ("markdown", "caption", "info", "error", "success", "warning")
-        for e in at.get(kind)
-    ]
-    parts += [f"{m.label}={m.value}" for m in at.metric]
-    parts += [p.proto.text for p in at.get("progress")]
-    return "\n".join(str(p) for p in parts)
-
-
-def figures(at: AppTest) -> list[dict]:
-    """The page's Plotly figures as dicts (as sent to the browser)."""
-    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
-
-
-def array(value: list | dict) -> list:
-    """A Plotly data array: a plain list, or plotly's typed-array form {"dtype", "bdata"[, "shape"]}."""
-    if isinstance(value, dict) and "bdata" in value:
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        shape = value.get("shape")
-        if shape:
-            flat = flat.reshape([int(n) for n in str(shape).split(",")])
-        return flat.tolist()
-    return list(value)

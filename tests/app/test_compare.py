@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pruning import charts
-from tests.app.conftest import array, figures, texts
+from tests.app.helpers import array, figures, texts
 
 
 def test_empty_store_explains_what_to_do(app, empty) -> None:

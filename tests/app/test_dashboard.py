@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.app.conftest import texts
+from tests.app.helpers import texts
 
 PAGES = {"prune": "Prune", "compare": "Compare", "layers": "Layers", "runs": "Runs"}
 
@@ -38,7 +38,6 @@ def test_empty_sidebar_says_so(app, empty) -> None:
 
 def test_sidebar_cancel_button_cancels_a_job(app, empty) -> None:
     run_id = empty.create_run({"model": "mlp-digits", "method": "magnitude", "sparsity": 0.5})
-    at = app()
     app().sidebar.button(key=f"cancel-{run_id}").click().run()
     assert empty.get(run_id).status == "cancelled"
     # (AppTest keeps the sidebar of a first run only, so look again with a fresh session)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pandas as pd
 import pytest
 
-from pruning import charts, views
-from tests.app.conftest import array, figures
+from pruning import charts, launch, sensitivity, views
+from tests.app.helpers import array, figures
 
 
 def test_empty_store_explains_what_to_do(app, empty) -> None:
@@ -43,7 +45,7 @@ def test_one_run_bars_show_dense_and_remaining(app, seeded) -> None:
 def test_sensitivity_heatmap_builder() -> None:
     frame = pd.DataFrame(
         [
-            {"layer": layer, "sparsity": level, "accuracy_drop": drop}
+            {"layer": layer, "level": level, "accuracy_drop": drop}
             for layer, drops in (
                 ("fc1", (0.0, 0.02, 0.3)),
                 ("fc2", (0.0, 0.01, 0.05)),
@@ -57,3 +59,19 @@ def test_sensitivity_heatmap_builder() -> None:
     assert list(trace["x"]) == ["0.50", "0.80", "0.95"]
     assert array(trace["z"])[2] == pytest.approx([0.01, 0.1, 0.6])
     assert trace["zmin"] == 0
+
+
+def test_sensitivity_is_analysed_in_the_background_then_drawn(app, empty) -> None:
+    at = app("layers")
+    assert any("No sensitivity analysis of mlp-digits with magnitude" in i.value for i in at.info)
+    at.button(key="analyse").click().run()
+    assert any("in the background" in i.value for i in at.info)
+    deadline = time.monotonic() + 180
+    while (table := launch.cached_sensitivity(empty, "mlp-digits", "magnitude")) is None:
+        assert time.monotonic() < deadline, (empty.root / "sensitivity.log").read_text()
+        time.sleep(0.5)
+    (trace,) = figures(app("layers"))[-1]["data"]
+    assert array(trace["y"]) == ["fc1", "fc2", "fc3"]
+    assert len(array(trace["x"])) == len(sensitivity.DEFAULT_LEVELS)
+    drops = array(trace["z"])
+    assert drops[0] == pytest.approx(table.drops("fc1"))

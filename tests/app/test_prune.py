@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pruning import methods
-from tests.app.conftest import array, figures, texts, wait_done
+from tests.app.helpers import array, figures, texts, wait_done
 
 
 def metric(at, label: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.app.conftest import texts
+from tests.app.helpers import texts
 
 
 def test_empty_store_explains_what_to_do(app, empty) -> None:

@@ -98,8 +98,15 @@ def test_jobs_survive_a_reload_and_a_server_restart(page: Page, dashboard: Serve
     stop(dashboard.process)  # the dashboard server goes away; the detached worker does not
     restarted = start_dashboard(dashboard.home, tmp_path / "restarted.log")
     try:
-        page.goto(restarted.url)
-        expect(job_line(page, run_id, "succeeded")).to_be_visible(timeout=240_000)
+        page.goto(
+            f"{restarted.url}/runs?runs={run_id}"
+        )  # a deep link is the first page the new server serves
+        expect(page.get_by_role("heading", name="Runs")).to_be_visible()
+        expect(job_line(page, run_id, "succeeded")).to_be_visible(
+            timeout=240_000
+        )  # with the dashboard's sidebar
+        # the jobs panel redraws the whole page when the run ends: its numbers and download appear
+        expect(page.get_by_text("Download pruned model (safetensors)")).to_be_visible()
         shot(page, "restart-succeeded")
     finally:
         stop(restarted.process)
