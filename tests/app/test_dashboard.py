@@ -14,18 +14,18 @@ PAGES = {"prune": "Prune", "compare": "Compare", "layers": "Layers", "runs": "Ru
 @pytest.mark.parametrize("store", ["empty", "seeded"])
 def test_every_page_renders(app, store, request) -> None:
     request.getfixturevalue(store)
-    at = app()  # the default page
-    assert at.title[0].value == "Prune"
-    assert "Jobs" in [h.value for h in at.sidebar.subheader]
+    assert app().title[0].value == "Prune"  # the default page
     for page, title in PAGES.items():
-        assert app(page).title[0].value == title
+        at = app(page)
+        assert at.title[0].value == title
+        assert "Jobs" in [h.value for h in at.sidebar.subheader]  # dashboard.py's sidebar, on every page
 
 
 def test_sidebar_lists_active_jobs_with_progress(app, empty) -> None:
     run_id = empty.create_run({"model": "mlp-digits", "method": "magnitude", "sparsity": 0.7})
     empty.mark_running(run_id, pid=os.getpid())
     empty.set_progress(run_id, 0.4, "fine-tuning epoch 2/5")
-    at = app()  # (AppTest drops the sidebar on reruns and page switches; a browser keeps it: tests/e2e)
+    at = app("compare")  # the sidebar is on every page
     (bar,) = at.sidebar.get("progress")
     assert bar.value == 40
     assert run_id in bar.proto.text and "fine-tuning epoch 2/5" in bar.proto.text
@@ -38,7 +38,7 @@ def test_empty_sidebar_says_so(app, empty) -> None:
 
 def test_sidebar_cancel_button_cancels_a_job(app, empty) -> None:
     run_id = empty.create_run({"model": "mlp-digits", "method": "magnitude", "sparsity": 0.5})
-    app().sidebar.button(key=f"cancel-{run_id}").click().run()
+    at = app()
+    at.sidebar.button(key=f"cancel-{run_id}").click().run()
     assert empty.get(run_id).status == "cancelled"
-    # (AppTest keeps the sidebar of a first run only, so look again with a fresh session)
-    assert f"{run_id}` — cancelled" in texts(app())
+    assert f"{run_id}` — cancelled" in texts(at)  # now among the finished runs

@@ -95,7 +95,8 @@ def test_launched_run_completes_in_the_background(app, empty) -> None:
     (done,) = wait_done(empty, [record.id])
     assert done.status == "succeeded", done.error
     assert (empty.artifacts(done.id) / "model.safetensors").is_file()  # exported where Runs offers it
-    assert f"{done.id}` — succeeded" in texts(app())  # the sidebar of a new session lists it
+    at.run()
+    assert f"{done.id}` — succeeded" in texts(at)  # in the sidebar's jobs panel
 
 
 def test_sweep_launches_methods_times_levels(app, empty) -> None:
