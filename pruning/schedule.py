@@ -20,7 +20,7 @@ from pruning import masks as masking
 from pruning import measure, models
 from pruning.config import RunConfig
 from pruning.errors import UserError
-from pruning.experiment import Prepared, Progress, finetune
+from pruning.prepared import Prepared, Progress, finetune
 from pruning.train import fit
 
 REWIND_FRACTION = 0.1  # lottery: rewind to the end of the first ~10% of training (at least one epoch)
