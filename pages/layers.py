@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from pages.shared import jobs, routing, ui
-from pruning import charts, launch, methods, models, views
+from pruning import charts, methods, models, views
 
 routing.through_dashboard()
 st.title("Layers")
@@ -37,24 +37,9 @@ a, b = st.columns(2)
 model = a.selectbox("Model", list(models.SAMPLE_MODELS), key="sensitivity_model")
 unstructured = [m for m, method in methods.METHODS.items() if method.granularity == "unstructured"]
 method = b.selectbox("Method", unstructured, unstructured.index("magnitude"), key="sensitivity_method")
-table = launch.cached_sensitivity(history, model, method)
+table = ui.sensitivity(model, method, key="analyse")
 if table is not None:
-    st.plotly_chart(charts.sensitivity_heatmap(pd.DataFrame(table.rows)), key="sensitivity_heatmap")
-elif (model, method) in st.session_state.setdefault("analysing", set()):
-    st.info(f"Analysing {model} with {method} in the background; the chart appears when it is done.")
-
-    @st.fragment(run_every=2)
-    def wait_for_analysis() -> None:
-        if launch.cached_sensitivity(history, model, method) is not None:
-            st.rerun()
-
-    wait_for_analysis()
-else:
-    st.info(
-        f"No sensitivity analysis of {model} with {method} yet. It prunes each layer alone at 9 levels "
-        f"(or run `python -m pruning sensitivity --model {model} --method {method}`)."
-    )
-    if st.button("Analyse in the background", key="analyse"):
-        launch.analyse_in_background(history, model, method)
-        st.session_state["analysing"].add((model, method))
-        st.rerun()
+    rows = pd.DataFrame(table.rows)
+    heat, curves = st.columns(2)
+    heat.plotly_chart(charts.sensitivity_heatmap(rows), key="sensitivity_heatmap")
+    curves.plotly_chart(charts.sensitivity_curves(rows), key="sensitivity_curves")

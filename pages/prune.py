@@ -13,7 +13,7 @@ import os
 import pandas as pd
 
 from pages.shared import ui
-from pruning import charts, launch, methods, models, preview, views
+from pruning import charts, launch, methods, models, preview, sensitivity, views
 from pruning.config import SCHEDULES, RunConfig
 from pruning.errors import UserError
 
@@ -41,6 +41,35 @@ def live_preview(base: RunConfig, method: methods.Method, options: dict) -> None
     st.plotly_chart(charts.layer_sparsity(pd.DataFrame(result["layers"])), key="preview_chart")
 
 
+def allocation(model: str, method: methods.Method) -> dict[str, float]:
+    """'Allocate from sensitivity': per-layer sparsities for the slider's target, kept per model; they
+    are the overrides table's base values, which the user can still edit."""
+    allocated, editor = f"allocated-{model}", f"overrides-{model}"
+    if method.granularity != "unstructured":
+        st.caption(
+            f"Allocation from sensitivity prunes each layer alone, weight by weight, so it needs an "
+            f"unstructured method; {method.id} is {method.granularity}. Type overrides below instead."
+        )
+        return st.session_state.get(allocated, {})
+    table = ui.sensitivity(model, method.id, key="prune_analyse")
+    target = st.session_state.get("sparsity", 0.5)
+    st.caption(
+        f"Allocate: per-layer sparsities that prune {target:.0%} (the Sparsity slider) of all prunable "
+        f"weights, more where {method.id}'s measured accuracy drop is smaller (default options)."
+    )
+    a, b = st.columns(2)
+    if a.button("Allocate from sensitivity", key="allocate", disabled=table is None):
+        try:
+            st.session_state[allocated] = sensitivity.allocate(table, target)
+            st.session_state.pop(editor, None)  # the editor's own edits would hide the new values
+        except UserError as exc:
+            st.error(str(exc))
+    if b.button("Clear overrides", key="clear_overrides"):
+        st.session_state.pop(allocated, None)
+        st.session_state.pop(editor, None)
+    return st.session_state.get(allocated, {})
+
+
 preview.single_threaded()
 left, right = st.columns([2, 3], gap="large")
 base, layers = None, {}
@@ -66,11 +95,8 @@ with left:
         st.error(str(exc))
         base = None
     with st.expander("Per-layer overrides"):
-        rows = [
-            {"layer": n, "type": v["type"], "weights": v["params"], "override": ""} for n, v in layers.items()
-        ]
         edited = st.data_editor(
-            pd.DataFrame(rows, columns=["layer", "type", "weights", "override"]),
+            views.override_rows(layers, allocation(model, method)),
             key=f"overrides-{model}", hide_index=True, disabled=["layer", "type", "weights"],
             column_config={"override": st.column_config.TextColumn(
                 "sparsity override", help="blank: follow the slider and scope; else a number in [0, 1)"

@@ -210,3 +210,30 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title="sparsity of that layer alone", type="category")
     fig.update_layout(margin={"t": 30}, height=max(300, 28 * len(order) + 120))
     return fig
+
+
+SENSITIVITY_Y = {"accuracy_drop": "accuracy drop (dense - pruned)", "accuracy": "test accuracy"}
+
+
+def sensitivity_curves(
+    sensitivity: pd.DataFrame, y: Literal["accuracy_drop", "accuracy"] = "accuracy_drop"
+) -> go.Figure:
+    """One line per layer (legend in model order, as given): `y` against the sparsity of that layer
+    alone, the other layers dense. `sensitivity` has the rows of `sensitivity.Sensitivity`."""
+    fig = go.Figure()
+    for i, (layer, points) in enumerate(sensitivity.groupby("layer", sort=False)):
+        points = points.sort_values("level")
+        fig.add_trace(
+            go.Scatter(
+                x=points["level"],
+                y=points[y],
+                mode="lines+markers",
+                name=str(layer),
+                line={"color": PALETTE[i % len(PALETTE)]},
+                hovertemplate=f"layer {layer}<br>sparsity %{{x:.2f}}<br>{y.replace('_', ' ')} %{{y:.4f}}"
+                "<extra></extra>",
+            )
+        )
+    fig.update_xaxes(title="sparsity of that layer alone", range=[0, 1])
+    fig.update_layout(yaxis_title=SENSITIVITY_Y[y], legend_title_text="layer", margin={"t": 30})
+    return fig

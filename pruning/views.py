@@ -209,6 +209,23 @@ def parse_overrides(cells: Mapping[str, Any]) -> dict[str, float]:
     return overrides
 
 
+OVERRIDE_COLUMNS = ["layer", "type", "weights", "override"]
+
+
+def override_rows(layers: Mapping[str, Mapping[str, Any]], values: Mapping[str, float]) -> pd.DataFrame:
+    """The per-layer overrides table: `preview.layers` rows (model order), each layer's override from
+    `values` as text, blank where none (the inverse of `parse_overrides`)."""
+    rows = [
+        {"layer": n, "type": layer["type"], "weights": layer["params"], "override": _text(values.get(n))}
+        for n, layer in layers.items()
+    ]
+    return pd.DataFrame(rows, columns=OVERRIDE_COLUMNS)
+
+
+def _text(value: float | None) -> str:
+    return "" if value is None else f"{value:g}"
+
+
 def parse_levels(text: str) -> list[float]:
     """Sparsity levels typed as '0.5, 0.8, 0.9' (sorted, duplicates dropped)."""
     levels = set()

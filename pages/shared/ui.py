@@ -76,3 +76,40 @@ def no_runs(what: str) -> None:
         "(or **Launch sweep**); or from a terminal: "
         "`python -m pruning sweep --model mlp-digits --methods magnitude,random --sparsities 0.5,0.8,0.9`."
     )
+
+
+def sensitivity(model: str, method_id: str, key: str) -> launching.sensitivity.Sensitivity | None:
+    """The cached sensitivity of (model, method). Without one: say so and offer to analyse it in a
+    background process (button `key`), then poll until its table lands in the store."""
+    history = store()
+    table = launching.cached_sensitivity(history, model, method_id)
+    analysing = st.session_state.setdefault("analysing", {})  # (model, method) -> its process
+    process = analysing.get((model, method_id)) if table is None else None
+    if process is not None and process.poll() is None:
+        st.info(f"Analysing {model} with {method_id} in the background; this updates when it is done.")
+        _wait_for_analysis(model, method_id)
+        return None
+    if process is not None:  # exited without a table: say so rather than wait forever
+        del analysing[(model, method_id)]
+        st.error(
+            f"The sensitivity analysis of {model} with {method_id} stopped without a result (exit code "
+            f"{process.returncode}); its log is {history.root / 'sensitivity.log'}."
+        )
+    if table is None:
+        st.info(
+            f"No sensitivity analysis of {model} with {method_id} yet. It prunes each layer alone at "
+            f"{len(launching.sensitivity.DEFAULT_LEVELS)} levels (or run "
+            f"`python -m pruning sensitivity --model {model} --method {method_id}`)."
+        )
+        if st.button("Analyse in the background", key=key):
+            analysing[(model, method_id)] = launching.analyse_in_background(history, model, method_id)
+            st.rerun()
+    return table
+
+
+@st.fragment(run_every=2)
+def _wait_for_analysis(model: str, method_id: str) -> None:
+    process = st.session_state["analysing"].get((model, method_id))
+    done = launching.cached_sensitivity(store(), model, method_id) is not None
+    if done or process is None or process.poll() is not None:
+        st.rerun()

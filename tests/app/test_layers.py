@@ -70,8 +70,18 @@ def test_sensitivity_is_analysed_in_the_background_then_drawn(app, empty) -> Non
     while (table := launch.cached_sensitivity(empty, "mlp-digits", "magnitude")) is None:
         assert time.monotonic() < deadline, (empty.root / "sensitivity.log").read_text()
         time.sleep(0.5)
-    (trace,) = figures(app("layers"))[-1]["data"]
+    (trace,) = figures(app("layers"))[0]["data"]  # the heatmap; the curves come next
     assert array(trace["y"]) == ["fc1", "fc2", "fc3"]
     assert len(array(trace["x"])) == len(sensitivity.DEFAULT_LEVELS)
     drops = array(trace["z"])
     assert drops[0] == pytest.approx(table.drops("fc1"))
+
+
+def test_sensitivity_curves_are_drawn_next_to_the_heatmap(app, empty) -> None:
+    table = sensitivity.analyse(launch.sensitivity_config("mlp-digits", "magnitude"), store=empty)
+    heatmap, curves = figures(app("layers"))
+    assert heatmap["data"][0]["type"] == "heatmap"
+    assert [t["name"] for t in curves["data"]] == ["fc1", "fc2", "fc3"]  # one line per layer, model order
+    for trace in curves["data"]:
+        assert array(trace["x"]) == pytest.approx(list(sensitivity.DEFAULT_LEVELS))
+        assert array(trace["y"]) == pytest.approx(table.drops(trace["name"]))

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from pruning import methods
+from pruning import launch, methods, sensitivity
 from tests.app.helpers import array, figures, texts, wait_done
 
 
@@ -124,3 +126,59 @@ def test_bad_sweep_levels_are_refused(app, empty) -> None:
     next(b for b in at.button if b.label == "Launch sweep").click().run()
     assert any("'lots' is not a number" in e.value for e in at.error)
     assert empty.runs() == []
+
+
+def achieved(at) -> float:
+    """The preview's achieved sparsity, as its 'nominal sparsity' box shows it ('80.0% (target 80.0%)')."""
+    match = re.search(r"([\d.]+)% \(target", texts(at))
+    assert match, texts(at)
+    return float(match.group(1)) / 100
+
+
+def test_allocate_from_sensitivity_fills_the_overrides(app, empty) -> None:
+    table = sensitivity.analyse(launch.sensitivity_config("mlp-digits", "magnitude"), store=empty)
+    at = app()
+    at.slider(key="sparsity").set_value(0.8)
+    at.session_state["overrides-mlp-digits"] = {  # typed earlier: the allocation replaces it
+        "edited_rows": {0: {"override": "0.3"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    at.button(key="allocate").click().run()
+    assert not at.exception and not at.error, texts(at)
+    expected = sensitivity.allocate(table, 0.8)
+    assert len(set(expected.values())) > 1  # per layer, not the slider's value everywhere
+    (editor,) = at.data_editor
+    shown = editor.value.set_index("layer")["override"]
+    assert {name: float(shown[name]) for name in expected} == pytest.approx(expected)
+    layer_sparsity = array(figures(at)[0]["data"][0]["y"])  # the preview uses them
+    assert layer_sparsity == pytest.approx(list(expected.values()), abs=0.01)
+    assert achieved(at) == pytest.approx(0.8, abs=0.01)
+
+    # still editable before launching: an edit on top of the allocation applies to its layer only
+    at.session_state["overrides-mlp-digits"] = {
+        "edited_rows": {0: {"override": "0.1"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    layer_sparsity = array(figures(at)[0]["data"][0]["y"])
+    assert layer_sparsity == pytest.approx([0.1, expected["fc2"], expected["fc3"]], abs=0.01)
+    at.number_input(key="epochs").set_value(0)
+    at.checkbox(key="latency").uncheck()
+    next(b for b in at.button if b.label == "Launch run").click().run()
+    (record,) = empty.runs()
+    assert dict(record.config["layer_sparsity"]) == pytest.approx({**expected, "fc1": 0.1})
+    (done,) = wait_done(empty, [record.id])
+    assert done.status == "succeeded", done.error
+    assert done.result["sparsity"] == pytest.approx(achieved(at), abs=0.001)
+
+
+def test_allocation_without_sensitivity_says_how_to_get_it(app, empty) -> None:
+    at = app()
+    assert at.button(key="allocate").disabled
+    assert "No sensitivity analysis of mlp-digits with magnitude yet" in texts(at)
+    assert at.button(key="prune_analyse").label == "Analyse in the background"
+    at = app(method="l1-channel")
+    assert "needs an unstructured method; l1-channel is structured" in texts(at)

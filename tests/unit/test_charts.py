@@ -103,3 +103,23 @@ def test_layer_heatmap_keeps_model_order_and_a_fixed_scale() -> None:
     assert list(trace.y) == names and list(trace.x) == ["a", "b"]
     assert (trace.zmin, trace.zmax) == (0, 1)
     assert [list(row) for row in trace.z] == [[0.2, 0.9]] * 4
+
+
+def test_sensitivity_curves_draw_one_line_per_layer_in_model_order() -> None:
+    drops = {"fc2": (0.0, 0.01, 0.05), "fc10": (0.01, 0.1, 0.6), "classifier": (0.0, 0.02, 0.3)}
+    rows = [
+        {"layer": layer, "level": level, "accuracy": 0.9 - drop, "accuracy_drop": drop}
+        for level, i in ((0.95, 2), (0.5, 0), (0.8, 1))  # levels out of order: the lines must sort them
+        for layer, values in drops.items()
+        for drop in [values[i]]
+    ]
+    frame = pd.DataFrame(rows)
+    fig = charts.sensitivity_curves(frame)
+    assert [t.name for t in fig.data] == ["fc2", "fc10", "classifier"]  # model order, not alphabetical
+    for trace, values in zip(fig.data, drops.values()):
+        assert list(trace.x) == [0.5, 0.8, 0.95]
+        assert list(trace.y) == pytest.approx(values)
+    assert len({t.line.color for t in fig.data}) == 3
+    accuracy = charts.sensitivity_curves(frame, "accuracy")
+    assert list(accuracy.data[1].y) == pytest.approx([0.89, 0.8, 0.3])
+    assert accuracy.layout.yaxis.title.text == "test accuracy"
