@@ -12,94 +12,18 @@ Run: `python -m benchmarks dashboard`. Each server gets a throwaway store ($PRUN
 
 from __future__ import annotations
 
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.browser import launch, start_dashboard, stop
 from benchmarks.common import emit
 from pruning.models import SAMPLE_MODELS
 
-REPO = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 COLD_STARTS = 3
 STEPS = 8
 CHART_Y = "() => JSON.stringify(document.querySelector('.js-plotly-plot').data[0].y)"
-
-
-@dataclass
-class Server:
-    url: str
-    home: Path
-    process: subprocess.Popen
-    started: float  # time.perf_counter() when the process was started
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_dashboard(home: Path, log: Path, timeout: float = 90.0) -> Server:
-    """`streamlit run dashboard.py` on a free port with `home` as its store; returns once it is healthy."""
-    port = free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "dashboard.py",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
-    started = time.perf_counter()
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            command, cwd=REPO, env=dict(os.environ, PRUNING_LAB_HOME=str(home)), stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return Server(url, home, process, started)
-        except OSError:
-            time.sleep(0.05)
-    stop(process)
-    raise RuntimeError(f"streamlit did not answer in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def cold_start(browser, folder: Path) -> tuple[float, float]:
@@ -140,7 +64,7 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as tmp:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        browser = launch(playwright)
         starts = [cold_start(browser, Path(tempfile.mkdtemp(dir=tmp))) for _ in range(COLD_STARTS)]
         emit("dashboard/cold_start", round(statistics.median(s[0] for s in starts), 3), "s", "<= 5")
         emit("dashboard/cold_start_to_preview", round(statistics.median(s[1] for s in starts), 3), "s")

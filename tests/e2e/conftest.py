@@ -7,94 +7,20 @@ Screenshots go to test-artifacts/ (kept as test artifacts, ignored by git).
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from benchmarks.browser import CHROMIUM, Server, launch, start_dashboard, stop  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-gpu",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-
-@dataclass
-class Server:
-    url: str
-    home: Path
-    process: subprocess.Popen
-    started_seconds: float  # from process start to a healthy server
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_dashboard(home: Path, log: Path, timeout: float = 90.0) -> Server:
-    """`streamlit run dashboard.py` on a free port with `home` as the store; waits until it is healthy."""
-    port = free_port()
-    env = dict(os.environ, PRUNING_LAB_HOME=str(home))
-    command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "dashboard.py",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.address",
-        "127.0.0.1",
-    ]
-    start = time.perf_counter()
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return Server(url, home, process, time.perf_counter() - start)
-        except OSError:
-            time.sleep(0.2)
-    stop(process)
-    raise RuntimeError(f"streamlit did not become healthy in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def stop(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="session")
 def browser():
-    if not CHROMIUM.is_file():
+    if not Path(CHROMIUM).is_file():
         pytest.fail(
             f"Debian's chromium is missing at {CHROMIUM}: install it with `apt-get install -y chromium` "
             "(the browser tests use it and never download a browser)",
@@ -104,7 +30,7 @@ def browser():
 
     expect.set_options(timeout=60_000)  # generous: a cold server imports PyTorch before drawing a page
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = launch(playwright)
         yield browser
         browser.close()
 
