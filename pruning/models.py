@@ -104,7 +104,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 warnings.simplefilter("ignore")
                 obj = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
-            # torch's message suggests weights_only=False; show only what was refused
+            # torch's message suggests retrying with a full (unsafe) unpickle; show only what was refused
             found = re.search(r"GLOBAL [\w.]+|Unsupported operand \w+", str(exc))
             reason = found.group(0) if found else "unsupported content"
             raise UserError(
