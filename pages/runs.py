@@ -5,22 +5,10 @@ import streamlit as st
 from pages.shared import jobs, routing, ui
 from pruning import launch, report, views
 
-TABLE = {
-    "run_id": "run",
-    "status": "status",
-    "model": "model",
-    "method": "method",
-    "target_sparsity": "target sparsity",
-    "sparsity": "achieved sparsity",
-    "accuracy_dense": "dense accuracy",
-    "accuracy_before_finetune": "accuracy before fine-tune",
-    "accuracy": "accuracy after fine-tune",
-    "honest_removed": views.HONEST_TITLES["removed"],
-    "honest_bytes": views.HONEST_TITLES["bytes"],
-    "honest_speedup": views.HONEST_TITLES["speedup"],
-    "honest_label": "note",
-    "created": "created",
-}
+TABLE = views.titled(
+    "run_id status model method target_sparsity sparsity accuracy_dense accuracy_before_finetune accuracy "
+    "honest_removed honest_bytes honest_speedup honest_label created".split()
+)
 PERCENT = st.column_config.NumberColumn(format="percent")
 
 routing.through_dashboard()

@@ -25,20 +25,10 @@ th { background: #f3f3f3; }
 .label { font-weight: bold; color: #a33; }
 .note { color: #555; font-size: 0.9rem; }
 """
-SUMMARY_COLUMNS = {
-    "run_id": "run",
-    "status": "status",
-    "model": "model",
-    "method": "method",
-    "honest_sparsity": views.HONEST_TITLES["sparsity"],
-    "honest_removed": views.HONEST_TITLES["removed"],
-    "honest_bytes": views.HONEST_TITLES["bytes"],
-    "honest_speedup": views.HONEST_TITLES["speedup"],
-    "honest_label": "note",
-    "accuracy_dense": "dense accuracy",
-    "accuracy_before_finetune": "accuracy before fine-tune",
-    "accuracy": "accuracy",
-}
+SUMMARY_COLUMNS = views.titled(
+    "run_id status model method honest_sparsity honest_removed honest_bytes honest_speedup honest_label "
+    "accuracy_dense accuracy_before_finetune accuracy".split()
+)
 
 
 def _table(frame: pd.DataFrame) -> str:

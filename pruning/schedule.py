@@ -83,6 +83,12 @@ def _evaluate(prep: Prepared, model: nn.Module) -> tuple[float, list[float]]:
     return measure.evaluate(model, prep.data.test, prep.data.num_classes)
 
 
+def _trace_row(prep: Prepared, work: nn.Module, step: int, before: tuple, after: tuple) -> dict:
+    """One step of a schedule's trace: sparsity reached, accuracy after pruning and after training."""
+    sparsity = measure.sparsity(prep.layers, masking.prunable_layers(work))
+    return {"step": step, "sparsity": sparsity, "accuracy_pruned": before[0], "accuracy": after[0]}
+
+
 def iterative(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
     """Prune to the cubic AGP sparsity of each step, fine-tuning after every step.
 
@@ -104,14 +110,7 @@ def iterative(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
 
         finetune(prep, work, step_config, keep, report)
         after = _evaluate(prep, work)
-        rows.append(
-            {
-                "step": t,
-                "sparsity": measure.sparsity(prep.layers, masking.prunable_layers(work)),
-                "accuracy_pruned": before[0],
-                "accuracy": after[0],
-            }
-        )
+        rows.append(_trace_row(prep, work, t, before, after))
     trace = {"name": "iterative", "epochs_per_step": epochs, "steps": rows}
     return Outcome(work, keep, before[0], after, trace)
 
@@ -158,14 +157,7 @@ def lottery(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
             progress=phase(start, rest, f"round {r}/{steps}"),
         )
         after = _evaluate(prep, work)
-        rows.append(
-            {
-                "step": r,
-                "sparsity": measure.sparsity(prep.layers, masking.prunable_layers(work)),
-                "accuracy_pruned": before[0],
-                "accuracy": after[0],
-            }
-        )
+        rows.append(_trace_row(prep, work, r, before, after))
     trace = {
         "name": "lottery",
         "epochs": total,

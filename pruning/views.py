@@ -115,6 +115,27 @@ def _result_row(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+COLUMN_TITLES = {
+    "run_id": "run",
+    "status": "status",
+    "model": "model",
+    "method": "method",
+    "target_sparsity": "target sparsity",
+    "sparsity": "achieved sparsity",
+    "accuracy_dense": "dense accuracy",
+    "accuracy_before_finetune": "accuracy before fine-tune",
+    "accuracy": "accuracy after fine-tune",
+    **{f"honest_{k}": title for k, title in HONEST_TITLES.items()},
+    "honest_label": "note",
+    "created": "created",
+}
+
+
+def titled(columns: Iterable[str]) -> dict[str, str]:
+    """{column: title} for a table of runs showing `columns` in that order."""
+    return {c: COLUMN_TITLES[c] for c in columns}
+
+
 RUN_COLUMNS = (
     "run_id status model method target_sparsity scope finetune_epochs schedule created progress message "
     "error curve hover sweep_id"
