@@ -79,16 +79,18 @@ def _config(args, method: str, sparsity: float) -> RunConfig:
 
 def _execute(args, configs: list[RunConfig]) -> list[dict]:
     """Validate every group, record the runs, execute them, and return their results."""
+    prepared = {}
     for group in experiment.groups(configs):
         prep = experiment.prepare(group[0])  # raises UserError before anything is stored
         for config in group:
             experiment.check(prep, config)
+        prepared[experiment.group_key(group[0])] = prep
     store = Store(args.store)
     ids = jobs.submit(store, configs, sweep_id=f"sweep-{time.time_ns()}" if len(configs) > 1 else None)
     bar = ProgressBar(len(ids), enabled=not args.quiet)
     try:
         if args.executor == "inline":
-            jobs.execute(store, ids, echo=bar, debug=args.debug)
+            jobs.execute(store, ids, echo=bar, debug=args.debug, prepared=prepared)
         else:
             jobs.spawn(store, ids, workers=args.workers)
             _wait(store, ids, bar)

@@ -70,8 +70,13 @@ def _reporter(store: Store, run_id: str, echo: Callable[[str, float, str], None]
     return progress
 
 
-def execute(store: Store, run_ids: list[str], echo=None, debug: bool = False) -> None:
-    """Run the given queued runs here, group by group, recording everything in the store."""
+def execute(
+    store: Store, run_ids: list[str], echo=None, debug: bool = False, prepared: dict | None = None
+) -> None:
+    """Run the given queued runs here, group by group, recording everything in the store.
+
+    `prepared` maps group keys to `Prepared` groups the caller already loaded (to validate them),
+    so they are not loaded a second time."""
     records = [store.get(i) for i in run_ids]
     configs = {r.id: RunConfig.from_dict(r.config) for r in records}
     by_key: dict[tuple, list[str]] = {}
@@ -79,15 +84,17 @@ def execute(store: Store, run_ids: list[str], echo=None, debug: bool = False) ->
         by_key.setdefault(experiment.group_key(config), []).append(run_id)
     with _Heartbeat(store) as beat:
         for ids in by_key.values():
-            _execute_group(store, ids, [configs[i] for i in ids], beat, echo, debug)
+            group = [configs[i] for i in ids]
+            prep = (prepared or {}).get(experiment.group_key(group[0]))
+            _execute_group(store, ids, group, beat, echo, debug, prep)
 
 
-def _execute_group(store, ids, configs, beat, echo, debug) -> None:
+def _execute_group(store, ids, configs, beat, echo, debug, prep=None) -> None:
     pending = [i for i in ids if store.get(i).status == "queued"]
     if not pending:
         return
     try:
-        prep = experiment.prepare(configs[0])
+        prep = prep or experiment.prepare(configs[0])
         scores = experiment.importance(prep)
     except Exception as exc:
         for run_id in pending:

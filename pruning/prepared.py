@@ -43,7 +43,6 @@ class Prepared:
     method: methods.Method
     options: dict
     layers: dict[str, nn.Module]
-    dense_state: dict[str, torch.Tensor]
     example: torch.Tensor
     flops: int
     layer_flops: dict[str, int]
@@ -95,7 +94,6 @@ def prepare(config: RunConfig) -> Prepared:
         method,
         options,
         layers,
-        copy.deepcopy(model.state_dict()),
         example,
         total,
         per_layer,
@@ -113,7 +111,7 @@ def importance(prep: Prepared) -> dict[str, torch.Tensor] | None:
 
 def apply_level(prep: Prepared, work: nn.Module, scores: dict[str, torch.Tensor], config: RunConfig) -> dict:
     """Reset `work` to the dense weights, then mask `config.sparsity` of them in place; returns the masks."""
-    work.load_state_dict(prep.dense_state)
+    work.load_state_dict(prep.model.state_dict())  # prep.model is never modified: it is the dense copy
     if prep.method.granularity == "n:m":
         keep = masking.select_nm(scores, prep.options["n"], prep.options["m"])
     else:

@@ -96,7 +96,6 @@ def iterative(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
     recipe: gradual pruning without training in between would be one-shot pruning."""
     steps, epochs = config.steps, max(1, config.finetune_epochs // config.steps)
     work = copy.deepcopy(prep.model)
-    work.load_state_dict(prep.dense_state)
     keep, rows = None, []
     for t in range(1, steps + 1):
         progress((t - 1) / steps, f"step {t}/{steps}: pruning")

@@ -82,7 +82,7 @@ def test_ninety_percent_with_fine_tuning_stays_within_a_point_and_masks_stay_fix
     keep = masks.select(scores, 0.9, "global")  # the masks chosen before fine-tuning
     tuned = load_file(tmp_path / "model.safetensors")
     for name, mask in keep.items():
-        weight, before = tuned[f"{name}.weight"], prep.dense_state[f"{name}.weight"]
+        weight, before = tuned[f"{name}.weight"], prep.model.state_dict()[f"{name}.weight"]
         assert (weight[~mask] == 0).all(), name  # pruned weights stayed exactly zero
         assert not torch.equal(weight[mask], before[mask]), name  # the kept ones were trained
     assert int(torch.count_nonzero(prep.model.fc1.weight)) == 19200  # the shared dense model is untouched
