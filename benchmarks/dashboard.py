@@ -19,7 +19,7 @@ from pathlib import Path
 
 from benchmarks.browser import launch, start_dashboard, stop
 from benchmarks.common import emit
-from pruning.models import SAMPLE_MODELS
+from pruning.core.models import SAMPLE_MODELS
 
 COLD_STARTS = 3
 STEPS = 8

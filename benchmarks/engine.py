@@ -31,8 +31,9 @@ from torch import nn
 from torch.nn.utils import prune
 
 from benchmarks.common import emit, timed
-from pruning import experiment, masks, measure, methods, models
-from pruning.config import RunConfig
+from pruning.core import masks, measure, methods, models
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
 
 LEVELS = [round(0.05 + 0.9 * i / 19, 4) for i in range(20)]  # 20 levels from 0.05 to 0.95
 WIDTHS = (1024, 2560, 2560, 2560, 2560, 1024)  # 24.9M weights + 11.8K biases

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from benchmarks.common import emit
-from pruning import experiment, masks
-from pruning.config import RunConfig
-from pruning.methods import Context, get
-from pruning.methods.nm import semi_structured_latency
+from pruning.core import masks
+from pruning.core.methods import Context, get
+from pruning.core.methods.nm import semi_structured_latency
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
 
 
 def two_four(model: nn.Module) -> nn.Module:

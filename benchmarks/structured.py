@@ -20,8 +20,9 @@ import sys
 import torch
 
 from benchmarks.common import emit
-from pruning import experiment, measure
-from pruning.config import RunConfig
+from pruning.core import measure
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
 
 MODELS = ("cnn-digits", "resnet-mnist1d")
 SPARSITY = 0.5

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages.shared import jobs, routing, ui
-from pruning import charts, views
+from pruning.present import charts, views
 
 ACCURACY = {"after": "after fine-tuning", "before": "before fine-tuning", "both": "both"}
 

@@ -4,7 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from pages.shared import jobs, routing, ui
-from pruning import charts, methods, models, views
+from pruning.core import methods, models
+from pruning.present import charts, views
 
 routing.through_dashboard()
 st.title("Layers")

@@ -13,9 +13,11 @@ import os
 import pandas as pd
 
 from pages.shared import ui
-from pruning import charts, launch, methods, models, preview, sensitivity, views
-from pruning.config import SCHEDULES, RunConfig
+from pruning.core import methods, models
 from pruning.errors import UserError
+from pruning.present import charts, views
+from pruning.runs import launch, preview, sensitivity
+from pruning.runs.config import SCHEDULES, RunConfig
 
 
 @st.fragment  # a slider move reruns only this: the slider and the preview

@@ -3,7 +3,8 @@
 import streamlit as st
 
 from pages.shared import jobs, routing, ui
-from pruning import launch, report, views
+from pruning.present import report, views
+from pruning.runs import launch
 
 TABLE = views.titled(
     "run_id status model method target_sparsity sparsity accuracy_dense accuracy_before_finetune accuracy "

@@ -9,10 +9,11 @@ import sys
 import time
 import traceback
 
-from pruning import experiment, jobs, methods, models
-from pruning.config import RunConfig, parse_layer_sparsity
+from pruning.core import methods, models
 from pruning.errors import UserError
-from pruning.store import Store, default_root
+from pruning.runs import experiment, jobs
+from pruning.runs.config import RunConfig, parse_layer_sparsity
+from pruning.runs.store import Store, default_root
 
 
 class ProgressBar:
@@ -274,7 +275,7 @@ def cmd_cancel(args) -> None:
 
 
 def cmd_report(args) -> None:
-    from pruning import report
+    from pruning.present import report
 
     store = Store(args.store)
     records = [_record(store, i) for i in args.run_ids]
@@ -284,7 +285,7 @@ def cmd_report(args) -> None:
 
 def _analyse(args):
     """The sensitivity table of --model/--method (cached in the store), with a progress bar."""
-    from pruning import sensitivity
+    from pruning.runs import sensitivity
 
     options = methods.get(args.method).options(dict(_options(args.option)))
     config = RunConfig(
@@ -320,7 +321,7 @@ def cmd_sensitivity(args) -> None:
 
 
 def cmd_allocate(args) -> None:
-    from pruning import sensitivity
+    from pruning.runs import sensitivity
 
     result = _analyse(args)
     allocation = sensitivity.allocate(result, _number(args.sparsity))

@@ -14,9 +14,9 @@ import time
 import torch
 from safetensors.torch import save_file
 
-from pruning import data, measure
-from pruning.models import SAMPLE_MODELS
-from pruning.train import fit
+from pruning.core import data, measure
+from pruning.core.models import SAMPLE_MODELS
+from pruning.core.train import fit
 
 
 def train(model_id: str) -> dict:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pruning.store import RunRecord, Store, default_root
+from pruning.runs.store import RunRecord, Store, default_root
 
 STATUS_ICONS = {  # Material icons ship with Streamlit: no emoji font needed
     "queued": ":material/schedule:",

@@ -8,9 +8,10 @@ from typing import Any
 import streamlit as st
 
 from pages.shared.jobs import store
-from pruning import launch as launching
-from pruning import methods, views
+from pruning.core import methods
 from pruning.errors import UserError
+from pruning.present import views
+from pruning.runs import launch as launching
 
 
 def honest(result: dict[str, Any], preview: bool = False) -> None:

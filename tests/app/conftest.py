@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from pruning import jobs
-from pruning.config import RunConfig
-from pruning.store import Store, new_run_id
+from pruning.runs import jobs
+from pruning.runs.config import RunConfig
+from pruning.runs.store import Store, new_run_id
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = RunConfig(model="mlp-digits", method="magnitude", sparsity=0.5, latency=False)

@@ -9,7 +9,7 @@ import time
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from pruning.store import RunRecord, Store
+from pruning.runs.store import RunRecord, Store
 
 
 def wait_done(store: Store, ids: list[str], timeout: float = 180.0) -> list[RunRecord]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pruning import charts
+from pruning.present import charts
 from tests.app.helpers import array, figures, texts
 
 

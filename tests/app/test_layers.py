@@ -7,7 +7,8 @@ import time
 import pandas as pd
 import pytest
 
-from pruning import charts, launch, sensitivity, views
+from pruning.present import charts, views
+from pruning.runs import launch, sensitivity
 from tests.app.helpers import array, figures
 
 

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from pruning import launch, methods, sensitivity
+from pruning.core import methods
+from pruning.runs import launch, sensitivity
 from tests.app.helpers import array, figures, texts, wait_done
 
 

@@ -8,7 +8,7 @@ import time
 import pytest
 from playwright.sync_api import Page, expect
 
-from pruning.store import Store
+from pruning.runs.store import Store
 from tests.e2e.conftest import Server, shot, start_dashboard, stop
 
 pytestmark = pytest.mark.e2e

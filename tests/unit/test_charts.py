@@ -8,7 +8,7 @@ import random
 import pandas as pd
 import pytest
 
-from pruning import charts
+from pruning.present import charts
 
 
 def runs(rows: list[tuple[str, float, float]]) -> pd.DataFrame:

@@ -21,9 +21,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from pruning import masks, models
 from pruning.cli import main as cli_main
-from pruning.store import Store
+from pruning.core import masks, models
+from pruning.runs.store import Store
 
 RUN = ["run", "--model", "mlp-digits", "--method", "magnitude", "--quiet"]
 SWEEP = ["sweep", "--model", "mlp-digits", "--methods", "magnitude,random", "--sparsities", "0.3,0.7"]

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from pruning.config import RunConfig, parse_layer_sparsity
 from pruning.errors import UserError
+from pruning.runs.config import RunConfig, parse_layer_sparsity
 
 FULL = RunConfig(
     model="cnn-digits",

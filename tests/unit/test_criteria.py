@@ -11,12 +11,13 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from pruning import experiment, masks, methods
-from pruning.config import RunConfig
-from pruning.data import Split
-from pruning.methods import Context
-from pruning.methods.criteria import lamp_scores
-from pruning.models import SAMPLE_MODELS
+from pruning.core import masks, methods
+from pruning.core.data import Split
+from pruning.core.methods import Context
+from pruning.core.methods.criteria import lamp_scores
+from pruning.core.models import SAMPLE_MODELS
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
 
 
 def calibration(n: int = 100, features: int = 36, seed: int = 0) -> Split:

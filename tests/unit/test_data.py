@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from pruning import data
+from pruning.core import data
 from pruning.errors import UserError
 
 

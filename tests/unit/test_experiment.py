@@ -7,10 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pruning import experiment, masks
-from pruning.config import RunConfig
+from pruning.core import masks
+from pruning.core.methods.unstructured import Magnitude
 from pruning.errors import UserError
-from pruning.methods.unstructured import Magnitude
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
 
 
 def test_a_sweep_computes_importance_once(monkeypatch):

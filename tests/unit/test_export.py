@@ -1,4 +1,4 @@
-"""Exports (pruning/export.py): a structurally pruned model runs from model.pt2 with plain PyTorch
+"""Exports (pruning/runs/export.py): a structurally pruned model runs from model.pt2 with plain PyTorch
 and from model.onnx with ONNX's reference evaluator, with the same outputs as in memory."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 from onnx.reference import ReferenceEvaluator
 from safetensors.torch import load_file
 
-from pruning import export, methods, models, structured
+from pruning.core import methods, models, structured
+from pruning.runs import export
 
 # Only torch: no project module is importable (-I ignores PYTHONPATH and the working directory).
 LOAD_PT2 = textwrap.dedent(

@@ -8,10 +8,11 @@ import time
 
 import pytest
 
-from pruning import cli, jobs
-from pruning.config import RunConfig
-from pruning.methods.unstructured import Magnitude
-from pruning.store import Store
+from pruning import cli
+from pruning.core.methods.unstructured import Magnitude
+from pruning.runs import jobs
+from pruning.runs.config import RunConfig
+from pruning.runs.store import Store
 
 FAST = RunConfig("mlp-digits", "magnitude", 0.5, latency=False)
 

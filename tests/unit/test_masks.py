@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from pruning import masks, methods, models
+from pruning.core import masks, methods, models
 from pruning.errors import UserError
 
 

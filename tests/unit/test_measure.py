@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from pruning import masks, measure, models
-from pruning.data import Split
+from pruning.core import masks, measure, models
+from pruning.core.data import Split
 
 
 def tiny() -> nn.Sequential:

@@ -8,10 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from pruning import masks, methods
-from pruning.data import Split
+from pruning.core import masks, methods
+from pruning.core.data import Split
+from pruning.core.methods import Param
 from pruning.errors import UserError
-from pruning.methods import Param
 
 
 def calibration(seed: int = 0, n: int = 300) -> Split:

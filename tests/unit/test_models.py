@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from pruning import masks, models
+from pruning.core import masks, models
 from pruning.errors import UserError
 
 

@@ -8,12 +8,13 @@ import pytest
 import torch
 from torch import nn
 
-from pruning import experiment, masks, methods
-from pruning.config import RunConfig
+from pruning.core import masks, methods
+from pruning.core.methods import Context
+from pruning.core.methods.nm import semi_structured_latency
+from pruning.core.models import SAMPLE_MODELS
 from pruning.errors import UserError
-from pruning.methods import Context
-from pruning.methods.nm import semi_structured_latency
-from pruning.models import SAMPLE_MODELS
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
 
 
 def groups_of(weight: torch.Tensor, m: int) -> torch.Tensor:

@@ -6,9 +6,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from pruning import experiment, preview
-from pruning.config import RunConfig
 from pruning.errors import UserError
+from pruning.runs import experiment, preview
+from pruning.runs.config import RunConfig
 
 MLP = RunConfig(model="mlp-digits", method="magnitude", sparsity=0.7, latency=False)
 SAME = ("sparsity", "target_sparsity", "compression_ratio", "theoretical_speedup", "layers")

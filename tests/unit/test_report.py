@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pruning import jobs, report
-from pruning.config import RunConfig
-from pruning.store import Store
+from pruning.present import report
+from pruning.runs import jobs
+from pruning.runs.config import RunConfig
+from pruning.runs.store import Store
 
 CONFIGS = [
     RunConfig(model="mlp-digits", method=method, sparsity=sparsity, latency=False)

@@ -8,9 +8,10 @@ import dataclasses
 import pytest
 import torch
 
-from pruning import experiment, masks, schedule
-from pruning.config import RunConfig
+from pruning.core import masks
 from pruning.errors import UserError
+from pruning.runs import experiment, schedule
+from pruning.runs.config import RunConfig
 
 
 def test_agp_schedule_by_hand():

@@ -9,11 +9,12 @@ import textwrap
 import pytest
 from torch.nn.utils import prune
 
-from pruning import experiment, masks, measure, sensitivity
-from pruning.config import RunConfig
+from pruning.core import masks, measure
 from pruning.errors import UserError
-from pruning.sensitivity import Sensitivity, allocate, analyse
-from pruning.store import Store
+from pruning.runs import experiment, sensitivity
+from pruning.runs.config import RunConfig
+from pruning.runs.sensitivity import Sensitivity, allocate, analyse
+from pruning.runs.store import Store
 
 # A 2-layer linear model on 8 features: layer "0" is the identity plus tiny noise (56 of its 64
 # weights can go without any effect), layer "1" holds the 16 weights the decision rests on.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pruning.store import SCHEMA_VERSION, Store, default_root
+from pruning.runs.store import SCHEMA_VERSION, Store, default_root
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -197,7 +197,7 @@ def test_request_cancel(store: Store) -> None:
 
 WRITER = """
 import sys
-from pruning.store import Store
+from pruning.runs.store import Store
 with Store(sys.argv[1]) as store:
     for i in range(50):
         run_id = store.create_run({"model": "m", "method": sys.argv[2], "i": i})

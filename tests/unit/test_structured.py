@@ -1,4 +1,4 @@
-"""Structured pruning with physical removal (pruning/structured.py, pruning/methods/structured.py)."""
+"""Structured pruning with physical removal (pruning/core/structured, pruning/core/methods/structured.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import textwrap
 import pytest
 import torch
 
-from pruning import experiment, masks, measure, methods, models, structured
-from pruning.config import RunConfig
+from pruning.core import masks, measure, methods, models, structured
 from pruning.errors import UserError
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
 
 STRUCTURED = ("l1-channel", "l2-channel", "taylor-channel", "bn-scale", "random-channel")
 SAMPLES = ("mlp-digits", "cnn-digits", "resnet-mnist1d", "tinyformer-mnist1d")

@@ -6,10 +6,11 @@ import copy
 
 import pytest
 
-from pruning import preview, views
-from pruning.config import RunConfig
 from pruning.errors import UserError
-from pruning.store import Store
+from pruning.present import views
+from pruning.runs import preview
+from pruning.runs.config import RunConfig
+from pruning.runs.store import Store
 
 MLP = RunConfig(model="mlp-digits", method="magnitude", sparsity=0.8, latency=False)
 

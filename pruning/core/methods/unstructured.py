@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pruning.methods.base import Context, Method, Param, calibration_batches
+from pruning.core.methods.base import Context, Method, Param, calibration_batches
 
 BATCHES = Param("batches", "int", 4, "calibration batches to accumulate over", min=1, max=64)
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
 
-from pruning.data import Split
+from pruning.core.data import Split
 
 
 @torch.no_grad()

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
-from pruning import experiment
-from pruning.config import RunConfig
 from pruning.errors import UserError
-from pruning.store import Store
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
+from pruning.runs.store import Store
 
 Executor = Literal["inline", "process"]
 EXECUTORS = ("inline", "process")
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT_SECONDS = 5.0
 
 
@@ -143,7 +143,7 @@ def spawn(store: Store, run_ids: list[str], workers: int = 1) -> list[subprocess
         log = open(store.artifacts(share[0]) / "worker.log", "ab")
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "pruning.worker", "--store", str(store.root), *share],
+                [sys.executable, "-m", "pruning.runs.worker", "--store", str(store.root), *share],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,

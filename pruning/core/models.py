@@ -16,12 +16,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pruning.data import load_python_object
+from pruning.core.data import load_python_object
+from pruning.core.train import TrainConfig
 from pruning.errors import UserError
-from pruning.train import TrainConfig
 from sample_models import architectures as arch
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "sample_models"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "sample_models"
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from pruning import measure
+from pruning.core import measure
+from pruning.core.masks import prunable_layers
+from pruning.core.methods.base import Granularity, Method, Param
 from pruning.errors import UserError
-from pruning.masks import prunable_layers
-from pruning.methods.base import Granularity, Method, Param
 
 
 def inputs_per_output(layer: nn.Module) -> int:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pruning.data import Split
+from pruning.core.data import Split
 
 Progress = Callable[[float, str], None]
 

@@ -28,7 +28,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from pruning import masks, measure
+from pruning.core import masks, measure
 from pruning.errors import UserError
 
 TOLERANCE = 0.02  # |achieved - target| allowed (DESIGN.md §2)

@@ -11,12 +11,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pruning import data as datasets
-from pruning import masks as masking
-from pruning import measure, methods, models
-from pruning.config import RunConfig
+from pruning.core import data as datasets
+from pruning.core import masks as masking
+from pruning.core import measure, methods, models
+from pruning.core.train import fit
 from pruning.errors import UserError
-from pruning.train import fit
+from pruning.runs.config import RunConfig
 
 Progress = Callable[[float, str], None]
 

@@ -18,10 +18,11 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pruning import experiment, jobs, methods, preview, sensitivity
-from pruning.config import RunConfig
+from pruning.core import methods
 from pruning.errors import UserError
-from pruning.store import RunRecord, Store, new_run_id
+from pruning.runs import experiment, jobs, preview, sensitivity
+from pruning.runs.config import RunConfig
+from pruning.runs.store import RunRecord, Store, new_run_id
 
 
 def nm_sparsity(options: Mapping[str, Any]) -> float:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pandas as pd
 import plotly.io as pio
 
-from pruning import charts, views
-from pruning.store import RunRecord
+from pruning.present import charts, views
+from pruning.runs.store import RunRecord
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; }

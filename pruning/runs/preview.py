@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from pruning import experiment
-from pruning.config import RunConfig
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
 
 MAX_PREPARED = 6  # dense models (+ data + scores) kept; the sample models are a few MB each
 MAX_RESULTS = 256  # recent previews kept, so moving a slider back is instant

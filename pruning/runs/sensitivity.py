@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from pruning import experiment, measure, models
-from pruning import masks as masking
-from pruning.config import RunConfig
+from pruning.core import masks as masking
+from pruning.core import measure, models
 from pruning.errors import UserError
-from pruning.store import Store
+from pruning.runs import experiment
+from pruning.runs.config import RunConfig
+from pruning.runs.store import Store
 
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CACHE_VERSION = "sensitivity-v1"

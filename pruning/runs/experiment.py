@@ -4,7 +4,7 @@ A sweep groups configs that share (model, weights, data, method, options, seed):
 the dense model is measured once and importance is computed once per group,
 then every sparsity level only selects, applies, (fine-tunes) and measures.
 This module is the engine's entry point for runs; it re-exports the preparation
-steps of `pruning.prepared` so callers need one import.
+steps of `pruning.runs.prepared` so callers need one import.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ from collections.abc import Iterable, Iterator
 
 from torch import nn
 
-from pruning import masks as masking
-from pruning import measure, methods, schedule, structured
-from pruning.config import RunConfig
-from pruning.export import export
-from pruning.prepared import (  # noqa: F401  (re-exported: the engine's run API)
+from pruning.core import masks as masking
+from pruning.core import measure, methods, structured
+from pruning.runs import schedule
+from pruning.runs.config import RunConfig
+from pruning.runs.export import export
+from pruning.runs.prepared import (  # noqa: F401  (re-exported: the engine's run API)
     Prepared,
     Progress,
     _quiet,

@@ -1,6 +1,6 @@
 """Pure Plotly figure builders: (DataFrame) -> go.Figure, shared by the dashboard and the HTML report.
 
-Inputs are the tidy frames of `pruning.views`; nothing here reads the store or
+Inputs are the tidy frames of `pruning.present.views`; nothing here reads the store or
 imports Streamlit, so every figure can be built and checked in a unit test.
 """
 

@@ -7,8 +7,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from pruning.core.masks import Scope, validate_sparsity
 from pruning.errors import UserError
-from pruning.masks import Scope, validate_sparsity
 
 Schedule = Literal["oneshot", "iterative", "lottery"]
 SCHEDULES = ("oneshot", "iterative", "lottery")

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from pruning.data import Split
+from pruning.core.data import Split
 from pruning.errors import UserError
 
 Granularity = Literal["unstructured", "structured", "n:m"]

@@ -14,9 +14,9 @@ from typing import Any
 
 import pandas as pd
 
+from pruning.core.masks import validate_sparsity
 from pruning.errors import UserError
-from pruning.masks import validate_sparsity
-from pruning.store import RunRecord
+from pruning.runs.store import RunRecord
 
 HONEST_TITLES: dict[str, str] = {
     "sparsity": "nominal sparsity",

@@ -1,11 +1,11 @@
-"""Entry point of a detached worker process: `python -m pruning.worker --store ROOT RUN_ID...`."""
+"""Entry point of a detached worker process: `python -m pruning.runs.worker --store ROOT RUN_ID...`."""
 
 from __future__ import annotations
 
 import argparse
 
-from pruning.jobs import execute
-from pruning.store import Store
+from pruning.runs.jobs import execute
+from pruning.runs.store import Store
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pruning.methods.base import Context, Method, Param, calibration_batches
-from pruning.methods.unstructured import BATCHES, accumulate_gradients
+from pruning.core.methods.base import Context, Method, Param, calibration_batches
+from pruning.core.methods.unstructured import BATCHES, accumulate_gradients
 
 TINY = 1e-30  # guards 0/0 in all-zero layers; such weights score 0 (pruned first)
 

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pruning import masks as masking
-from pruning import measure, models
-from pruning.config import RunConfig
+from pruning.core import masks as masking
+from pruning.core import measure, models
+from pruning.core.train import fit
 from pruning.errors import UserError
-from pruning.prepared import Prepared, Progress, finetune
-from pruning.train import fit
+from pruning.runs.config import RunConfig
+from pruning.runs.prepared import Prepared, Progress, finetune
 
 REWIND_FRACTION = 0.1  # lottery: rewind to the end of the first ~10% of training (at least one epoch)
 

@@ -1,4 +1,4 @@
-"""Structured criteria: which channel groups to remove physically (see pruning/structured.py).
+"""Structured criteria: which channel groups to remove physically (see pruning/core/structured.py).
 
 Each method turns its options into a Torch-Pruning importance object, which scores
 whole coupled groups (a filter, its BatchNorm channel, the next layer's inputs).
@@ -15,9 +15,9 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
+from pruning.core.methods.base import Context, Granularity, Method, Param, calibration_batches
+from pruning.core.methods.unstructured import BATCHES
 from pruning.errors import UserError
-from pruning.methods.base import Context, Granularity, Method, Param, calibration_batches
-from pruning.methods.unstructured import BATCHES
 
 HEADS = Param(
     "heads",
@@ -45,7 +45,9 @@ class ChannelMethod(Method):
         """Refuse a model this criterion cannot rank (before anything is stored)."""
 
     def importance(self, model, layers, ctx, options):
-        raise TypeError(f"{self.id} scores channel groups: use pruning.structured.prune with its criterion")
+        raise TypeError(
+            f"{self.id} scores channel groups: use pruning.core.structured.prune with its criterion"
+        )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pruning import measure
+from pruning.core import measure
 
 
 @contextlib.contextmanager

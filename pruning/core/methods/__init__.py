@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from pruning.core.methods.base import Context, Method, Param
+from pruning.core.methods.criteria import Lamp, Snip, Wanda
+from pruning.core.methods.nm import NM
+from pruning.core.methods.structured import BNScale, L1Channel, L2Channel, RandomChannel, TaylorChannel
+from pruning.core.methods.unstructured import Magnitude, Random, Taylor
 from pruning.errors import UserError
-from pruning.methods.base import Context, Method, Param
-from pruning.methods.criteria import Lamp, Snip, Wanda
-from pruning.methods.nm import NM
-from pruning.methods.structured import BNScale, L1Channel, L2Channel, RandomChannel, TaylorChannel
-from pruning.methods.unstructured import Magnitude, Random, Taylor
 
 METHODS: dict[str, Method] = {
     m.id: m

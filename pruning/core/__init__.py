@@ -1,0 +1,1 @@
+"""The core: models and data sources, masks, methods, structural removal, measurements."""

@@ -1,0 +1,1 @@
+"""Presentation without Streamlit: tidy tables, Plotly figures, the HTML report."""

@@ -1,0 +1,1 @@
+"""Runs: configs, experiments, schedules, the store, submission and executors."""
