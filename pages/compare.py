@@ -52,7 +52,7 @@ if chosen:
         record = history.get(run_id)
         epochs = record.config.get("finetune_epochs", 0)
         st.markdown(f"**{jobs.describe(record)}** ({epochs} fine-tune epochs)")
-        ui.honest(record.result)
+        ui.honest(views.run_result(record))
 else:
     st.caption("Click a point (or box-select several) to see those runs' numbers side by side.")
     columns = {

@@ -29,15 +29,16 @@ else:
         st.plotly_chart(charts.layer_heatmap(frame), key="layers_heatmap")
     st.subheader("One run")
     record = history.get(st.selectbox("Run", list(labels), format_func=labels.get, key="layers_one"))
-    ui.honest(record.result)
-    st.plotly_chart(charts.layer_bars(views.result_layers_frame(record.result)), key="layers_bars")
+    result = views.run_result(record)
+    ui.honest(result)
+    st.plotly_chart(charts.layer_bars(views.result_layers_frame(result)), key="layers_bars")
 
 st.subheader("Sensitivity")
 st.caption("Accuracy drop when only one layer is pruned, at each level, the other layers dense.")
 a, b = st.columns(2)
 model = a.selectbox("Model", list(models.SAMPLE_MODELS), key="sensitivity_model")
-unstructured = [m for m, method in methods.METHODS.items() if method.granularity == "unstructured"]
-method = b.selectbox("Method", unstructured, unstructured.index("magnitude"), key="sensitivity_method")
+elementwise = [m for m, method in methods.METHODS.items() if method.elementwise]
+method = b.selectbox("Method", elementwise, elementwise.index("magnitude"), key="sensitivity_method")
 table = ui.sensitivity(model, method, key="analyse")
 if table is not None:
     rows = pd.DataFrame(table.rows)

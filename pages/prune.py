@@ -16,41 +16,41 @@ from pages.shared import ui
 from pruning.core import methods, models
 from pruning.errors import UserError
 from pruning.present import charts, views
-from pruning.runs import launch, preview, sensitivity
+from pruning.runs import preview, sensitivity, submit
 from pruning.runs.config import SCHEDULES, RunConfig
 
 
 @st.fragment  # a slider move reruns only this: the slider and the preview
 def live_preview(base: RunConfig, method: methods.Method, options: dict) -> None:
-    fixed = method.granularity == "n:m"
+    fixed = method.fixed_sparsity(options) is not None
     sparsity = st.slider(
         "Sparsity", 0.0, 0.99, 0.5, 0.01, key="sparsity", bind="query-params", disabled=fixed,
-        help="fraction of the prunable weights set to zero or removed" + ("; fixed by n:m" if fixed else ""),
+        help="fraction of the prunable weights set to zero or removed" + ("; fixed by this method" * fixed),
     )  # fmt: skip
     st.caption("Live preview: one-shot prune of the cached model, no fine-tuning, latency not measured.")
     try:
-        result = preview.preview(base.replace(sparsity=launch.target(method, options, sparsity)))
+        result = preview.preview(base.replace(sparsity=method.target_sparsity(options, sparsity)))
     except UserError as exc:
         st.error(str(exc))
         return
-    dense, pruned = result["dense"], result["pruned"]
+    dense, pruned = result.dense, result.pruned
     a, b, c = st.columns(3)
-    change = f"{pruned['accuracy'] - dense['accuracy']:+.2%} vs dense {dense['accuracy']:.2%}"
-    a.metric("accuracy (pruned)", f"{pruned['accuracy']:.2%}", change)
-    b.metric("non-zero params", f"{pruned['nonzero_params']:,}", help="counted in the pruned model")
-    c.metric("params present", f"{pruned['params']:,}", help=f"dense model: {dense['params']:,}")
+    change = f"{pruned.accuracy - dense.accuracy:+.2%} vs dense {dense.accuracy:.2%}"
+    a.metric("accuracy (pruned)", f"{pruned.accuracy:.2%}", change)
+    b.metric("non-zero params", f"{pruned.nonzero_params:,}", help="counted in the pruned model")
+    c.metric("params present", f"{pruned.params:,}", help=f"dense model: {dense.params:,}")
     ui.honest(result, preview=True)
-    st.plotly_chart(charts.layer_sparsity(pd.DataFrame(result["layers"])), key="preview_chart")
+    st.plotly_chart(charts.layer_sparsity(pd.DataFrame(result.layers)), key="preview_chart")
 
 
 def allocation(model: str, method: methods.Method) -> dict[str, float]:
     """'Allocate from sensitivity': per-layer sparsities for the slider's target, kept per model; they
     are the overrides table's base values, which the user can still edit."""
     allocated, editor = f"allocated-{model}", f"overrides-{model}"
-    if method.granularity != "unstructured":
+    if not method.elementwise:
         st.caption(
-            f"Allocation from sensitivity prunes each layer alone, weight by weight, so it needs an "
-            f"unstructured method; {method.id} is {method.granularity}. Type overrides below instead."
+            f"Allocation from sensitivity prunes each layer alone, weight by weight, so it needs a "
+            f"method that masks single weights; {method.id} is {method.granularity}. Type overrides below."
         )
         return st.session_state.get(allocated, {})
     table = ui.sensitivity(model, method.id, key="prune_analyse")
@@ -120,7 +120,7 @@ with left:
     run_tab, sweep_tab = st.tabs(["Full run", "Sweep"])
     with run_tab:
         if st.button("Launch run", type="primary", disabled=base is None):
-            sparsity = launch.target(method, options, st.session_state["sparsity"])
+            sparsity = method.target_sparsity(options, st.session_state["sparsity"])
             full = base.replace(
                 sparsity=sparsity, finetune_epochs=int(epochs), schedule=schedule, steps=int(steps)
             )
@@ -135,7 +135,7 @@ with left:
                     finetune_epochs=int(epochs), schedule=schedule, steps=int(steps), latency=latency
                 )
                 levels = views.parse_levels(levels_text)
-                configs = launch.sweep_configs(
+                configs = submit.sweep_configs(
                     full, chosen, levels, lambda m: options if m == method.id else None
                 )
             except UserError as exc:

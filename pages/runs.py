@@ -4,7 +4,6 @@ import streamlit as st
 
 from pages.shared import jobs, routing, ui
 from pruning.present import report, views
-from pruning.runs import launch
 
 TABLE = views.titled(
     "run_id status model method target_sparsity sparsity accuracy_dense accuracy_before_finetune accuracy "
@@ -52,8 +51,8 @@ def forget(ids: list[str]) -> None:
 for record in chosen:
     st.markdown(f"**{jobs.describe(record)}** — {record.status}")
     if record.status == "succeeded":
-        ui.honest(record.result)
-        weights = launch.exported_model(record)
+        ui.honest(views.run_result(record))
+        weights = views.exported_model(record)
         if weights is not None:
             st.download_button(
                 "Download pruned model (safetensors)",

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import save_file
 
 from pruning.core import data, measure
-from pruning.core.models import SAMPLE_MODELS
-from pruning.core.train import fit
+from pruning.core.train import TrainConfig, fit
+from sample_models.registry import SAMPLE_MODELS
 
 
 def train(model_id: str) -> dict:
@@ -25,7 +25,7 @@ def train(model_id: str) -> dict:
     model = spec.build()
     dataset = data.load(spec.dataset)
     start = time.perf_counter()
-    fit(model, dataset.train, spec.train, seed=0)
+    fit(model, dataset.train, TrainConfig(**spec.recipe), seed=0)
     seconds = time.perf_counter() - start
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, spec.weights)

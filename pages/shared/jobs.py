@@ -30,6 +30,8 @@ def store() -> Store:
 
 
 def describe(record: RunRecord) -> str:
+    if record.kind != "run":
+        return f"{record.kind} · {record.model} · {record.method} · `{record.id}`"
     sparsity = record.config.get("sparsity", 0)
     return f"{record.model} · {record.method} · {sparsity:.2f} · `{record.id}`"
 
@@ -46,7 +48,7 @@ def jobs_panel(recent: int = 3) -> None:
 
 
 def _active(history: Store) -> list[RunRecord]:
-    return history.runs(status="running") + history.runs(status="queued")
+    return history.runs(status="running", kind=None) + history.runs(status="queued", kind=None)
 
 
 @st.fragment(run_every=1)
@@ -79,9 +81,9 @@ def _draw(expected: tuple[str, ...], recent: int) -> None:
             args=(r.id,),
             disabled=r.cancel_requested,
         )
-    for r in [r for r in history.runs(limit=recent + len(active)) if r.done][:recent]:
+    for r in [r for r in history.runs(limit=recent + len(active), kind=None) if r.done][:recent]:
         line = f"{STATUS_ICONS[r.status]} {describe(r)} — {r.status}"
-        if r.status == "succeeded" and r.result:
+        if r.status == "succeeded" and r.kind == "run" and r.result:
             line += f" · accuracy {r.result['pruned']['accuracy']:.2%}"
         elif r.error:
             line += f": {r.error.splitlines()[0]}"

@@ -11,10 +11,12 @@ from pages.shared.jobs import store
 from pruning.core import methods
 from pruning.errors import UserError
 from pruning.present import views
-from pruning.runs import launch as launching
+from pruning.runs import sensitivity as analysis
+from pruning.runs import submit
+from pruning.runs.result import MASKED, OVERHEAD_BOUND, RunResult
 
 
-def honest(result: dict[str, Any], preview: bool = False) -> None:
+def honest(result: RunResult, preview: bool = False) -> None:
     """The four honest numbers side by side, with the masked / overhead-bound label."""
     numbers = views.honest_numbers(result)
     if preview:
@@ -23,12 +25,12 @@ def honest(result: dict[str, Any], preview: bool = False) -> None:
         with column.container(border=True):  # long values wrap here; st.metric would cut them off
             st.caption(title)
             st.markdown(f"**{numbers[key]}**")
-    if numbers["label"] == views.MASKED:
+    if numbers["label"] == MASKED:
         st.caption(
             "**masked: not faster.** Pruned weights are stored as zeros; the plain file and the "
             "latency stay those of the dense model. Only the sparse encoding and gzip shrink."
         )
-    elif numbers["label"] == views.OVERHEAD:
+    elif numbers["label"] == OVERHEAD_BOUND:
         st.caption(
             "**overhead-bound:** structure was removed, but the measured speedup is under half "
             "the FLOPs bound."
@@ -59,7 +61,7 @@ def method_options(method: methods.Method) -> dict[str, Any]:
 def launch(configs: list, workers: int = 1) -> list[str]:
     """Start runs in background workers; a refused config is shown as an error, not raised."""
     try:
-        ids = launching.launch(store(), configs, workers=workers)
+        ids = submit.submit(store(), configs, "process", workers=workers, artifacts=True)
     except UserError as exc:
         st.error(str(exc))
         return []
@@ -79,38 +81,40 @@ def no_runs(what: str) -> None:
     )
 
 
-def sensitivity(model: str, method_id: str, key: str) -> launching.sensitivity.Sensitivity | None:
-    """The cached sensitivity of (model, method). Without one: say so and offer to analyse it in a
-    background process (button `key`), then poll until its table lands in the store."""
+def sensitivity(model: str, method_id: str, key: str) -> analysis.Sensitivity | None:
+    """The cached sensitivity of (model, method). Without one: say so and offer to analyse it as a
+    background job (button `key`, shown in the sidebar's jobs with progress and cancel); while the
+    job runs, poll the store until its table lands."""
     history = store()
-    table = launching.cached_sensitivity(history, model, method_id)
-    analysing = st.session_state.setdefault("analysing", {})  # (model, method) -> its process
-    process = analysing.get((model, method_id)) if table is None else None
-    if process is not None and process.poll() is None:
-        st.info(f"Analysing {model} with {method_id} in the background; this updates when it is done.")
-        _wait_for_analysis(model, method_id)
+    config = submit.analysis_config(model, method_id)
+    table = submit.cached_sensitivity(history, config)
+    if table is not None:
+        return table
+    job = submit.latest_analysis(history, config)
+    if job is not None and not job.done:
+        st.progress(job.progress, text=f"Analysing {model} with {method_id}: {job.message or job.status}")
+        _wait_for_analysis(job.id)
         return None
-    if process is not None:  # exited without a table: say so rather than wait forever
-        del analysing[(model, method_id)]
-        st.error(
-            f"The sensitivity analysis of {model} with {method_id} stopped without a result (exit code "
-            f"{process.returncode}); its log is {history.root / 'sensitivity.log'}."
-        )
-    if table is None:
-        st.info(
-            f"No sensitivity analysis of {model} with {method_id} yet. It prunes each layer alone at "
-            f"{len(launching.sensitivity.DEFAULT_LEVELS)} levels (or run "
-            f"`python -m pruning sensitivity --model {model} --method {method_id}`)."
-        )
-        if st.button("Analyse in the background", key=key):
-            analysing[(model, method_id)] = launching.analyse_in_background(history, model, method_id)
+    if job is not None and job.status == "failed":
+        st.error(f"The last sensitivity analysis of {model} with {method_id} failed: {job.error}")
+    st.info(
+        f"No sensitivity analysis of {model} with {method_id} yet. It prunes each layer alone at "
+        f"{len(analysis.DEFAULT_LEVELS)} levels (or run "
+        f"`python -m pruning sensitivity --model {model} --method {method_id}`)."
+    )
+    if st.button("Analyse in the background", key=key):
+        try:
+            submit.submit_analysis(history, config)
+        except UserError as exc:
+            st.error(str(exc))
+        else:
             st.rerun()
-    return table
+    return None
 
 
 @st.fragment(run_every=2)
-def _wait_for_analysis(model: str, method_id: str) -> None:
-    process = st.session_state["analysing"].get((model, method_id))
-    done = launching.cached_sensitivity(store(), model, method_id) is not None
-    if done or process is None or process.poll() is not None:
+def _wait_for_analysis(job_id: str) -> None:
+    history = store()
+    history.reap()
+    if history.get(job_id).done:
         st.rerun()

@@ -60,6 +60,16 @@ def validate_sparsity(value: float, what: str = "sparsity") -> float:
     return value
 
 
+def check_layers(overrides: Mapping[str, float], layers: Mapping[str, object]) -> None:
+    """Refuse per-layer sparsities for layers that are not prunable layers of the model."""
+    unknown = sorted(set(overrides) - set(layers))
+    if unknown:
+        raise UserError(
+            f"unknown layer(s) in per-layer sparsity: {', '.join(unknown)}; "
+            f"prunable layers are {', '.join(layers)}"
+        )
+
+
 def select(
     scores: Mapping[str, torch.Tensor],
     sparsity: float,
@@ -73,12 +83,7 @@ def select(
     Overrides always fix their layer's own sparsity.
     """
     overrides = dict(overrides or {})
-    unknown = sorted(set(overrides) - set(scores))
-    if unknown:
-        raise UserError(
-            f"unknown layer(s) in per-layer sparsity: {', '.join(unknown)}; "
-            f"prunable layers are {', '.join(scores)}"
-        )
+    check_layers(overrides, scores)
     validate_sparsity(sparsity)
     for name, value in overrides.items():
         validate_sparsity(value, f"sparsity of layer {name}")

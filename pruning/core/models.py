@@ -9,8 +9,6 @@ from __future__ import annotations
 import pickle
 import re
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,57 +17,7 @@ from torch import nn
 from pruning.core.data import load_python_object
 from pruning.core.train import TrainConfig
 from pruning.errors import UserError
-from sample_models import architectures as arch
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "sample_models"
-
-
-@dataclass(frozen=True)
-class SampleModel:
-    id: str
-    description: str
-    build: Callable[[], nn.Module]
-    dataset: str
-    train: TrainConfig
-
-    @property
-    def weights(self) -> Path:
-        return WEIGHTS_DIR / f"{self.id}.safetensors"
-
-
-SAMPLE_MODELS: dict[str, SampleModel] = {
-    m.id: m
-    for m in [
-        SampleModel(
-            "mlp-digits",
-            "LeNet-300-100 MLP on 8x8 digits",
-            arch.MLP,
-            "digits",
-            TrainConfig(epochs=30, lr=2e-3, batch_size=64, weight_decay=1e-4),
-        ),
-        SampleModel(
-            "cnn-digits",
-            "small CNN with BatchNorm on 8x8 digits",
-            arch.CNN,
-            "digits",
-            TrainConfig(epochs=30, lr=3e-3, batch_size=64, weight_decay=1e-4),
-        ),
-        SampleModel(
-            "resnet-mnist1d",
-            "1-D residual CNN on MNIST-1D",
-            arch.ResNet1d,
-            "mnist1d",
-            TrainConfig(epochs=30, lr=3e-3, batch_size=128, weight_decay=1e-4),
-        ),
-        SampleModel(
-            "tinyformer-mnist1d",
-            "tiny transformer encoder on MNIST-1D",
-            arch.TinyFormer,
-            "mnist1d",
-            TrainConfig(epochs=40, lr=3e-3, batch_size=128, weight_decay=1e-2),
-        ),
-    ]
-}
+from sample_models.registry import SAMPLE_MODELS  # noqa: F401  (re-exported: the sample ids)
 
 
 def build(spec: str) -> nn.Module:
@@ -159,4 +107,5 @@ def default_dataset(spec: str) -> str | None:
 
 
 def train_config(spec: str) -> TrainConfig:
-    return SAMPLE_MODELS[spec].train if spec in SAMPLE_MODELS else TrainConfig()
+    """A sample model's own training recipe; the defaults for any other model."""
+    return TrainConfig(**SAMPLE_MODELS[spec].recipe) if spec in SAMPLE_MODELS else TrainConfig()

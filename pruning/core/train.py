@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from pruning.core.data import Split
-
-Progress = Callable[[float, str], None]
+from pruning.core.progress import Progress
 
 
 @dataclass(frozen=True)

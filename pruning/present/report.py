@@ -59,7 +59,7 @@ def render(records: Sequence[RunRecord]) -> str:
             {"run_id": r.id, "idx": i, **layer}
             for r in records
             if r.id in ids
-            for i, layer in enumerate(r.result["layers"])
+            for i, layer in enumerate(views.run_result(r).layers)
         ]
         fig = charts.layer_heatmap(views.layers_frame(rows, labels))
         parts.append(pio.to_html(fig, full_html=False, include_plotlyjs=include_js))

@@ -1,5 +1,7 @@
 """Tidy tables from run records, and the four honest numbers, for pages, charts and reports.
 
+The verdicts (masked, overhead-bound) come from `RunResult`; this module only words them.
+
 Every place that summarises a run (dashboard pages, the HTML report) goes through
 `honest_numbers`, so a masked model is never shown as smaller-on-the-wire-and-faster
 in one place and honestly in another. Nothing here imports Streamlit.
@@ -10,12 +12,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from pruning.core.masks import validate_sparsity
 from pruning.errors import UserError
+from pruning.runs.result import RunResult
 from pruning.runs.store import RunRecord
 
 HONEST_TITLES: dict[str, str] = {
@@ -24,10 +28,6 @@ HONEST_TITLES: dict[str, str] = {
     "bytes": "bytes on disk (file / sparse / gzip)",
     "speedup": "latency speedup (measured vs FLOPs bound)",
 }
-MASKED = "masked: not faster"
-OVERHEAD = "overhead-bound"
-# Config fields that tell two curves of the same method apart on the Compare page.
-CURVE_FIELDS = ("schedule", "finetune_epochs")
 
 
 def human_bytes(n: float | None) -> str:
@@ -40,33 +40,36 @@ def human_bytes(n: float | None) -> str:
     return f"{n:.1f} GB"
 
 
-def verdict(result: Mapping[str, Any]) -> str:
-    """'masked: not faster', 'overhead-bound' (removed, but under half the FLOPs bound) or ''."""
-    if not result["pruned"]["removed"]:
-        return MASKED
-    speedup = (result.get("latency_ms") or {}).get("speedup")
-    if speedup is not None and speedup < 0.5 * result["theoretical_speedup"]:
-        return OVERHEAD
-    return ""
+def run_result(record: RunRecord) -> RunResult | None:
+    """A succeeded run's typed result (None for a run without one, or another kind of job)."""
+    if record.kind != "run" or record.status != "succeeded" or not record.result:
+        return None
+    return RunResult.from_dict(record.result)
 
 
-def honest_numbers(result: Mapping[str, Any]) -> dict[str, str]:
-    """The four numbers every run summary shows side by side, plus a `label` (see `verdict`)."""
-    dense, pruned = result["dense"], result["pruned"]
-    removed = dense["params"] - pruned["params"]
-    size = pruned["size_bytes"]
-    speedup = (result.get("latency_ms") or {}).get("speedup")
+def exported_model(record: RunRecord) -> Path | None:
+    """The run's exported `model.safetensors`, if it exported one that still exists."""
+    weights = ((record.result or {}).get("export") or {}).get("weights")
+    return Path(weights) if weights and Path(weights).is_file() else None
+
+
+def honest_numbers(result: RunResult) -> dict[str, str]:
+    """The four numbers every run summary shows side by side, plus a `label` (the result's verdict)."""
+    dense, pruned = result.dense, result.pruned
+    removed = dense.params - pruned.params
+    size = pruned.size_bytes
+    speedup = result.latency_ms.speedup
     measured = f"{speedup:.2f}x measured" if speedup is not None else "not measured"
     return {
-        "sparsity": f"{result['sparsity']:.1%} (target {result['target_sparsity']:.1%})",
+        "sparsity": f"{result.sparsity:.1%} (target {result.target_sparsity:.1%})",
         "removed": (
-            f"{removed:,} of {dense['params']:,} ({removed / max(dense['params'], 1):.0%})"
-            if pruned["removed"]
+            f"{removed:,} of {dense.params:,} ({removed / max(dense.params, 1):.0%})"
+            if pruned.removed
             else "none (masked: zeros stored)"
         ),
-        "bytes": " / ".join(human_bytes(size[k]) for k in ("dense", "sparse", "gzip")),
-        "speedup": f"{measured} vs {result['theoretical_speedup']:.2f}x bound",
-        "label": verdict(result),
+        "bytes": " / ".join(human_bytes(n) for n in (size.dense, size.sparse, size.gzip)),
+        "speedup": f"{measured} vs {result.theoretical_speedup:.2f}x bound",
+        "label": result.verdict,
     }
 
 
@@ -85,32 +88,31 @@ def config_text(config: Mapping[str, Any]) -> str:
     return "<br>".join(f"{k}: {v}" for k, v in shown.items())
 
 
-def _result_row(result: Mapping[str, Any]) -> dict[str, Any]:
-    dense, pruned, latency = result["dense"], result["pruned"], result.get("latency_ms") or {}
-    size = pruned["size_bytes"]
+def _result_row(result: RunResult) -> dict[str, Any]:
+    dense, pruned, latency = result.dense, result.pruned, result.latency_ms
     return {
-        "sparsity": result["sparsity"],
-        "accuracy_dense": dense["accuracy"],
-        "accuracy_before_finetune": pruned["accuracy_before_finetune"],
-        "accuracy": pruned["accuracy"],
-        "params_dense": dense["params"],
-        "nonzero_dense": dense.get("nonzero_params", dense["params"]),
-        "params": pruned["params"],
-        "nonzero_params": pruned["nonzero_params"],
-        "params_removed": dense["params"] - pruned["params"],
-        "flops_dense": dense["flops"],
-        "flops": pruned["flops"],
-        "bytes_dense": dense["size_bytes"],
-        "bytes_file": size["dense"],
-        "bytes_sparse": size["sparse"],
-        "bytes_gzip": size["gzip"],
-        "latency_dense_ms": latency.get("dense"),
-        "latency_ms": latency.get("pruned"),
-        "speedup": latency.get("speedup"),
-        "theoretical_speedup": result["theoretical_speedup"],
-        "compression_ratio": result["compression_ratio"],
-        "removed": pruned["removed"],
-        "granularity": result.get("granularity"),
+        "sparsity": result.sparsity,
+        "accuracy_dense": dense.accuracy,
+        "accuracy_before_finetune": pruned.accuracy_before_finetune,
+        "accuracy": pruned.accuracy,
+        "params_dense": dense.params,
+        "nonzero_dense": dense.nonzero_params,
+        "params": pruned.params,
+        "nonzero_params": pruned.nonzero_params,
+        "params_removed": dense.params - pruned.params,
+        "flops_dense": dense.flops,
+        "flops": pruned.flops,
+        "bytes_dense": dense.size_bytes,
+        "bytes_file": pruned.size_bytes.dense,
+        "bytes_sparse": pruned.size_bytes.sparse,
+        "bytes_gzip": pruned.size_bytes.gzip,
+        "latency_dense_ms": latency.dense,
+        "latency_ms": latency.pruned,
+        "speedup": latency.speedup,
+        "theoretical_speedup": result.theoretical_speedup,
+        "compression_ratio": result.compression_ratio,
+        "removed": pruned.removed,
+        "granularity": result.granularity,
         **{f"honest_{k}": v for k, v in honest_numbers(result).items()},
     }
 
@@ -164,8 +166,9 @@ def runs_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
             "hover": f"run {r.id}<br>{config_text(config)}",
             "sweep_id": r.sweep_id,
         }
-        if r.status == "succeeded" and r.result:
-            row.update(_result_row(r.result))
+        result = run_result(r)
+        if result is not None:
+            row.update(_result_row(result))
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -182,9 +185,9 @@ def layers_frame(rows: Sequence[Mapping[str, Any]], labels: Mapping[str, str] | 
     return frame
 
 
-def result_layers_frame(result: Mapping[str, Any]) -> pd.DataFrame:
+def result_layers_frame(result: RunResult) -> pd.DataFrame:
     """One run's per-layer table (model order) with dense and remaining parameter counts."""
-    frame = pd.DataFrame(result["layers"])
+    frame = pd.DataFrame(result.layers)
     if "dense_params" not in frame:  # removed layers keep no dense count in old results
         frame["dense_params"] = frame["params"]
     return frame

@@ -14,10 +14,11 @@ import torch
 from torch import nn
 
 from pruning.core import measure
+from pruning.runs.result import RunResult
 
 
 @contextlib.contextmanager
-def _quiet() -> Iterator[None]:
+def _exporters_quiet() -> Iterator[None]:
     # The ONNX exporter logs about optional packages (torchvision) and warns about torch internals.
     log = logging.getLogger("torch.onnx")
     level = log.level
@@ -39,7 +40,7 @@ def _batch_example(example: torch.Tensor) -> torch.Tensor:
 def save_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     """A `torch.export` program with a dynamic batch size: `torch.export.load(path).module()(x)`."""
     x = _batch_example(example)
-    with _quiet():
+    with _exporters_quiet():
         program = torch.export.export(model.eval(), (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     torch.export.save(program, path)
 
@@ -47,24 +48,22 @@ def save_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
 def save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     """An ONNX model (torch's dynamo exporter, offline) with a dynamic batch size."""
     x = _batch_example(example)
-    with _quiet():
+    with _exporters_quiet():
         onnx_program = torch.onnx.export(
             model.eval(), (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim.AUTO},), verbose=False
         )
         onnx_program.save(str(path))
 
 
-def export(
-    model: nn.Module, result: dict, directory: str | Path, removed: bool, example: torch.Tensor
-) -> dict:
-    """Write model.safetensors, run.json and (if removed) model.pt2 and model.onnx; returns their paths.
+def save_model(model: nn.Module, directory: str | Path, removed: bool, example: torch.Tensor) -> dict:
+    """Write model.safetensors and (if removed) model.pt2 and model.onnx; returns their paths.
 
     A program format that fails (an op the exporter cannot handle) is reported under
-    `export.errors` instead of failing the run: the weights and results are still written.
+    `errors` instead of failing the run: the weights are still written.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    files = {"weights": directory / "model.safetensors", "result": directory / "run.json"}
+    files = {"weights": directory / "model.safetensors"}
     files["weights"].write_bytes(measure.state_bytes(model))  # masks are folded in: weights are zero
     errors = {}
     if removed:
@@ -74,8 +73,16 @@ def export(
                 files[key] = directory / name
             except Exception as exc:  # any exporter failure is reported, not fatal
                 errors[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    result["export"] = {k: str(v) for k, v in files.items()}
+    paths: dict = {k: str(v) for k, v in files.items()}
     if errors:
-        result["export"]["errors"] = errors
-    files["result"].write_text(json.dumps(result, indent=2))
-    return result["export"]
+        paths["errors"] = errors
+    return paths
+
+
+def export(model: nn.Module, result: RunResult, directory: str | Path, example: torch.Tensor) -> dict:
+    """`save_model`, then run.json: the result, with every exported path under its `export` key."""
+    paths = save_model(model, directory, result.removed, example)
+    paths["result"] = str(Path(directory) / "run.json")
+    result.details["export"] = paths
+    Path(paths["result"]).write_text(json.dumps(result.to_dict(), indent=2))
+    return paths

@@ -1,12 +1,13 @@
 """A prepared group of runs: the loaded dense model, its data and dense measurements,
-importance scores, and the steps every schedule shares (apply a level, fine-tune)."""
+importance scores, and the fine-tuning step every schedule shares.
+
+`load` is all that validation needs; `prepare` adds the dense measurements a run compares to."""
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -14,15 +15,11 @@ from torch import nn
 from pruning.core import data as datasets
 from pruning.core import masks as masking
 from pruning.core import measure, methods, models
+from pruning.core.progress import Progress
 from pruning.core.train import fit
 from pruning.errors import UserError
 from pruning.runs.config import RunConfig
-
-Progress = Callable[[float, str], None]
-
-
-def _quiet(fraction: float, message: str) -> None:
-    pass
+from pruning.runs.result import Dense
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,8 +31,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 @dataclass
-class Prepared:
-    """A loaded dense model with its data and dense measurements, shared by a group of runs."""
+class Loaded:
+    """What validating a config needs: the model, its data, the method and its checked options."""
 
     config: RunConfig
     model: nn.Module
@@ -44,17 +41,23 @@ class Prepared:
     options: dict
     layers: dict[str, nn.Module]
     example: torch.Tensor
-    flops: int
-    layer_flops: dict[str, int]
-    dense: dict
 
     @property
     def ctx(self) -> methods.Context:
         return methods.Context(self.data.train, self.config.seed)
 
 
-def prepare(config: RunConfig) -> Prepared:
-    """Load and validate everything a run needs; raises UserError before any work is stored."""
+@dataclass
+class Prepared(Loaded):
+    """A loaded dense model with its dense measurements, shared by a group of runs."""
+
+    flops: int = 0
+    layer_flops: dict[str, int] = field(default_factory=dict)
+    dense: Dense | None = None
+
+
+def load(config: RunConfig) -> Loaded:
+    """Load and validate what a group of runs needs; raises UserError before any work is stored."""
     if resolve_device(config.device).type != "cpu":
         raise UserError("runs execute on the CPU for now; use --device cpu")
     method = methods.get(config.method)
@@ -65,63 +68,43 @@ def prepare(config: RunConfig) -> Prepared:
         raise UserError(f"model '{config.model}' has no default dataset: pass --data")
     data = datasets.load(dataset_spec)
     layers = masking.prunable_layers(model)
-    unknown = sorted(set(config.overrides) - set(layers))
-    if unknown:
-        raise UserError(
-            f"unknown layer(s) in per-layer sparsity: {', '.join(unknown)}; "
-            f"prunable layers are {', '.join(layers)}"
-        )
+    example = data.test.x[: config.batch_size]
     try:
-        example = data.test.x[: config.batch_size]
-        total, per_layer = measure.layer_flops(model, example[:1])
+        with torch.no_grad():
+            model(example[:1])
     except Exception as exc:
         raise UserError(
             f"the model cannot run on dataset '{dataset_spec}': {type(exc).__name__}: {exc}"
         ) from exc
+    return Loaded(config, model, data, method, options, layers, example)
+
+
+def prepare(config: RunConfig, loaded: Loaded | None = None) -> Prepared:
+    """`load` (unless given) plus the dense model's measurements every run of the group compares to."""
+    loaded = loaded or load(config)
+    model, data = loaded.model, loaded.data
+    total, per_layer = measure.layer_flops(model, loaded.example[:1])
     accuracy, per_class = measure.evaluate(model, data.test, data.num_classes)
-    dense = {
-        "accuracy": accuracy,
-        "per_class_accuracy": per_class,
-        "params": measure.params(model),
-        "nonzero_params": measure.nonzero_params(model),
-        "flops": total,
-        "size_bytes": len(measure.state_bytes(model)),
-    }
-    return Prepared(
-        config,
-        model,
-        data,
-        method,
-        options,
-        layers,
-        example,
-        total,
-        per_layer,
-        dense,
+    dense = Dense(
+        accuracy=accuracy,
+        per_class_accuracy=per_class,
+        params=measure.params(model),
+        nonzero_params=measure.nonzero_params(model),
+        flops=total,
+        size_bytes=len(measure.state_bytes(model)),
     )
+    fields = {f.name: getattr(loaded, f.name) for f in dataclasses.fields(Loaded)}
+    return Prepared(**fields, flops=total, layer_flops=per_layer, dense=dense)
 
 
-def importance(prep: Prepared) -> dict[str, torch.Tensor] | None:
-    """Element-wise scores of the dense model (None for structured methods, which score groups)."""
-    if prep.method.granularity == "structured":
-        return None
+def importance(prep: Loaded) -> dict[str, torch.Tensor] | None:
+    """The method's scores of the dense model, computed once per group (None: it scores in `prune`)."""
     model = copy.deepcopy(prep.model)
     return prep.method.importance(model, masking.prunable_layers(model), prep.ctx, prep.options)
 
 
-def apply_level(prep: Prepared, work: nn.Module, scores: dict[str, torch.Tensor], config: RunConfig) -> dict:
-    """Reset `work` to the dense weights, then mask `config.sparsity` of them in place; returns the masks."""
-    work.load_state_dict(prep.model.state_dict())  # prep.model is never modified: it is the dense copy
-    if prep.method.granularity == "n:m":
-        keep = masking.select_nm(scores, prep.options["n"], prep.options["m"])
-    else:
-        keep = masking.select(scores, config.sparsity, config.scope, config.overrides)
-    masking.apply(masking.prunable_layers(work), keep)
-    return keep
-
-
-def finetune(prep: Prepared, work: nn.Module, config: RunConfig, keep: dict, progress: Progress) -> None:
-    """Fine-tune with the masks held fixed, with the model's own training recipe."""
+def finetune(prep: Loaded, work: nn.Module, config: RunConfig, keep: dict, progress: Progress) -> None:
+    """Fine-tune with the masks held fixed (none: structure was removed), with the model's recipe."""
     train = models.train_config(config.model)
     train = dataclasses.replace(train, epochs=config.finetune_epochs)
     fit(

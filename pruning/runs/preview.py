@@ -22,14 +22,16 @@ import torch
 
 from pruning.runs import experiment
 from pruning.runs.config import RunConfig
+from pruning.runs.prepared import Prepared, importance, prepare
+from pruning.runs.result import RunResult
 
 MAX_PREPARED = 6  # dense models (+ data + scores) kept; the sample models are a few MB each
 MAX_RESULTS = 256  # recent previews kept, so moving a slider back is instant
 
 _lock = threading.Lock()
 _key_locks: dict[Hashable, threading.Lock] = {}
-_prepared: OrderedDict[Hashable, tuple[experiment.Prepared, dict[str, torch.Tensor] | None]] = OrderedDict()
-_results: OrderedDict[Hashable, dict[str, Any]] = OrderedDict()
+_prepared: OrderedDict[Hashable, tuple[Prepared, dict[str, torch.Tensor] | None]] = OrderedDict()
+_results: OrderedDict[Hashable, RunResult] = OrderedDict()
 
 
 def _remember(cache: OrderedDict, key: Hashable, value: Any, limit: int) -> None:
@@ -48,7 +50,7 @@ def _recall(cache: OrderedDict, key: Hashable) -> Any | None:
         return None
 
 
-def prepared(config: RunConfig) -> tuple[experiment.Prepared, dict[str, torch.Tensor] | None]:
+def prepared(config: RunConfig) -> tuple[Prepared, dict[str, torch.Tensor] | None]:
     """The prepared dense model and its importance scores for `config`'s group (cached).
     Raises UserError for a config that a run would refuse (unknown model, layer, option...)."""
     key = experiment.group_key(config)
@@ -57,8 +59,8 @@ def prepared(config: RunConfig) -> tuple[experiment.Prepared, dict[str, torch.Te
     with key_lock:  # one preparation per key, however many sessions ask at once
         cached = _recall(_prepared, key)
         if cached is None:
-            prep = experiment.prepare(config)
-            cached = (prep, experiment.importance(prep))
+            prep = prepare(config)
+            cached = (prep, importance(prep))
             _remember(_prepared, key, cached, MAX_PREPARED)
     return cached
 
@@ -69,9 +71,9 @@ def layers(config: RunConfig) -> dict[str, dict[str, Any]]:
     return {name: {"type": type(m).__name__, "params": m.weight.numel()} for name, m in prep.layers.items()}
 
 
-def preview(config: RunConfig) -> dict[str, Any]:
+def preview(config: RunConfig) -> RunResult:
     """One-shot prune at `config`'s sparsity, scope and overrides: the run result without latency.
-    The dict is shared with later callers: read it, do not change it."""
+    The result is shared with later callers: read it, do not change it."""
     config = config.replace(finetune_epochs=0, latency=False, export=None, schedule="oneshot", steps=1)
     key = (experiment.group_key(config), config.sparsity, config.scope, config.layer_sparsity)
     cached = _recall(_results, key)

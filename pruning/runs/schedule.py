@@ -18,10 +18,12 @@ from torch import nn
 
 from pruning.core import masks as masking
 from pruning.core import measure, models
+from pruning.core.methods import Target
+from pruning.core.progress import Progress
 from pruning.core.train import fit
 from pruning.errors import UserError
 from pruning.runs.config import RunConfig
-from pruning.runs.prepared import Prepared, Progress, finetune
+from pruning.runs.prepared import Loaded, Prepared, finetune
 
 REWIND_FRACTION = 0.1  # lottery: rewind to the end of the first ~10% of training (at least one epoch)
 
@@ -47,11 +49,11 @@ def geometric_sparsity(final: float, step: int, steps: int) -> float:
     return 1.0 - (1.0 - final) ** (step / steps)
 
 
-def validate(prep: Prepared, config: RunConfig) -> None:
-    if prep.method.granularity != "unstructured":
+def validate(loaded: Loaded, config: RunConfig) -> None:
+    if not loaded.method.elementwise:
         raise UserError(
             f"schedule '{config.schedule}' works with unstructured methods; '{config.method}' is "
-            f"{prep.method.granularity}: use --schedule oneshot"
+            f"{loaded.method.granularity}: use --schedule oneshot"
         )
     if config.schedule == "lottery" and config.finetune_epochs == 1:
         raise UserError(
@@ -72,7 +74,7 @@ def prune_step(
     if previous is not None:  # already-pruned weights rank below everything, so they stay pruned
         scores = {n: s.float().masked_fill(~previous[n], -torch.inf) for n, s in scores.items()}
     overrides = {name: target(value) for name, value in config.overrides.items()}
-    keep = masking.select(scores, target(config.sparsity), config.scope, overrides)
+    keep = prep.method.select(scores, Target(target(config.sparsity), config.scope, overrides), prep.options)
     if previous is not None:  # rounding can never resurrect a weight
         keep = {n: k & previous[n] for n, k in keep.items()}
     masking.apply(layers, keep)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -22,15 +22,15 @@ import torch
 
 from pruning.core import masks as masking
 from pruning.core import measure, models
+from pruning.core.progress import Progress, no_progress
 from pruning.errors import UserError
-from pruning.runs import experiment
 from pruning.runs.config import RunConfig
+from pruning.runs.prepared import Loaded, importance, load, prepare
 from pruning.runs.store import Store
 
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 CACHE_VERSION = "sensitivity-v1"
 TIE_SLOPE = 1e-6  # accuracy per unit of sparsity: far below what any test set can resolve
-Progress = Callable[[float, str], None]
 
 
 @dataclass(frozen=True)
@@ -90,35 +90,37 @@ def cache_key(config: RunConfig, options: Mapping, levels: Sequence[float]) -> s
     return json.dumps(parts, sort_keys=True, default=str)
 
 
-def _quiet(fraction: float, message: str) -> None:
-    pass
+def check(loaded: Loaded) -> None:
+    """Refuse a method that cannot prune one layer at a time at several levels."""
+    if not loaded.method.elementwise:
+        raise UserError(
+            f"sensitivity analysis prunes one layer at a time at several levels, which needs an "
+            f"unstructured method; '{loaded.method.id}' is {loaded.method.granularity}: try magnitude"
+        )
 
 
 def analyse(
     config: RunConfig,
     levels: Sequence[float] = DEFAULT_LEVELS,
     store: Store | None = None,
-    progress: Progress = _quiet,
+    progress: Progress = no_progress,
 ) -> Sensitivity:
     """Sensitivity of every prunable layer of `config.model` to `config.method` at `levels`.
 
     Only the model, weights, data, method, options and seed of `config` matter."""
     levels = parse_levels(levels)
-    prep = experiment.prepare(config.replace(sparsity=0.0, layer_sparsity=(), latency=False))
-    if prep.method.granularity != "unstructured":
-        raise UserError(
-            f"sensitivity analysis prunes one layer at a time at several levels, which needs an "
-            f"unstructured method; '{config.method}' is {prep.method.granularity}: try magnitude"
-        )
-    key = cache_key(config, prep.options, levels)
+    loaded = load(config.replace(sparsity=0.0, layer_sparsity=(), latency=False))
+    check(loaded)
+    key = cache_key(config, loaded.options, levels)
     if store is not None and (hit := store.cache_get(key)) is not None:
         progress(1.0, "from cache")
         return Sensitivity.from_dict({**hit, "cached": True})
     progress(0.0, "scoring")
-    scores = experiment.importance(prep)
+    prep = prepare(loaded.config, loaded)
+    scores = importance(prep)
     work = copy.deepcopy(prep.model)
     layers = masking.prunable_layers(work)
-    dense = prep.dense["accuracy"]
+    dense = prep.dense.accuracy
     rows = []
     for i, (name, layer) in enumerate(layers.items()):
         progress(i / len(layers), f"layer {name}")

@@ -31,6 +31,7 @@ from typing import Any, Literal, Self, get_args
 from pruning.errors import UserError
 
 Status = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+Kind = Literal["run", "sensitivity"]
 STATUSES: tuple[str, ...] = get_args(Status)
 DONE_STATUSES: tuple[str, ...] = ("succeeded", "failed", "cancelled")
 LAYER_COLUMNS: tuple[str, ...] = ("name", "type", "params", "nonzero", "sparsity", "flops")
@@ -56,6 +57,10 @@ MIGRATIONS: list[str] = [
                         type TEXT, params INTEGER, nonzero INTEGER, sparsity REAL, flops INTEGER,
                         PRIMARY KEY(run_id, idx));
     CREATE TABLE cache(key TEXT PRIMARY KEY, value TEXT, created REAL);
+    """,
+    # 3: every background job lives here: pruning runs and sensitivity analyses.
+    """
+    ALTER TABLE runs ADD COLUMN kind TEXT DEFAULT 'run';
     """,
 ]
 SCHEMA_VERSION: int = len(MIGRATIONS)
@@ -93,6 +98,7 @@ class RunRecord:
     started: float | None
     finished: float | None
     sweep_id: str | None
+    kind: Kind = "run"
 
     @property
     def done(self) -> bool:
@@ -107,6 +113,7 @@ class RunRecord:
             result=json.loads(row["result"]) if row["result"] is not None else None,
             message=row["message"] or "",
             cancel_requested=bool(row["cancel_requested"]),
+            kind=row["kind"] or "run",
         )
         return cls(**fields)
 
@@ -210,10 +217,15 @@ class Store:
         self.close()
 
     def create_run(
-        self, config: dict[str, Any], sweep_id: str | None = None, run_id: str | None = None
+        self,
+        config: dict[str, Any],
+        sweep_id: str | None = None,
+        run_id: str | None = None,
+        kind: Kind = "run",
     ) -> str:
-        """Record a new `queued` run for `config` (which must name a "model" and a "method").
-        A caller may draw `run_id` with `new_run_id()` first, e.g. to export into `artifacts(run_id)`."""
+        """Record a new `queued` job for `config` (which must name a "model" and a "method"): a run,
+        or another `kind` of background job. A caller may draw `run_id` with `new_run_id()` first,
+        e.g. to export into `artifacts(run_id)`."""
         missing = [key for key in ("model", "method") if key not in config]
         if missing:
             raise ValueError(f"run config needs {' and '.join(repr(k) for k in missing)}")
@@ -224,8 +236,8 @@ class Store:
             try:
                 with self._tx() as conn:
                     conn.execute(
-                        "INSERT INTO runs(id, created, model, method, config, status, sweep_id)"
-                        " VALUES (?, ?, ?, ?, ?, 'queued', ?)",
+                        "INSERT INTO runs(id, created, model, method, config, status, sweep_id, kind)"
+                        " VALUES (?, ?, ?, ?, ?, 'queued', ?, ?)",
                         (
                             run_id,
                             time.time(),
@@ -233,6 +245,7 @@ class Store:
                             str(config["method"]),
                             config_json,
                             sweep_id,
+                            kind,
                         ),
                     )
                 return run_id
@@ -249,13 +262,19 @@ class Store:
         return RunRecord.from_row(rows[0])
 
     def runs(
-        self, model: str | None = None, status: str | None = None, limit: int | None = None
+        self,
+        model: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+        kind: Kind | None = "run",
     ) -> list[RunRecord]:
-        """Runs, newest first, optionally only one model's and/or one status."""
+        """Jobs of one `kind` (None: every kind), newest first, optionally one model's and/or one status."""
         if status is not None:
             _check_status(status)
         filters = [
-            (column, value) for column, value in (("model", model), ("status", status)) if value is not None
+            (column, value)
+            for column, value in (("model", model), ("status", status), ("kind", kind))
+            if value is not None
         ]
         params: list[Any] = [value for _, value in filters]
         where = " AND ".join(f"{column} = ?" for column, _ in filters)
@@ -295,12 +314,12 @@ class Store:
     def finish(
         self, run_id: str, status: str, result: dict[str, Any] | None = None, error: str | None = None
     ) -> None:
-        """End a run as succeeded, failed or cancelled. A successful result's "layers" list
+        """End a job as succeeded, failed or cancelled. A successful run's result "layers" list
         replaces the run's rows in `layers`, in the same transaction."""
         _check_status(status, DONE_STATUSES)
         result_json = json.dumps(result) if result is not None else None
         layer_rows = []
-        if status == "succeeded" and result is not None:
+        if status == "succeeded" and result is not None and isinstance(result.get("layers"), list):
             for idx, layer in enumerate(result.get("layers") or []):
                 layer_rows.append((run_id, idx, *(layer.get(column) for column in LAYER_COLUMNS)))
         with self._tx() as conn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pruning.runs.jobs import execute
+from pruning.runs.executors import execute
 from pruning.runs.store import Store
 
 

@@ -3,7 +3,6 @@ and every criterion landing on its target on every sample model."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 
 import pytest
@@ -135,9 +134,8 @@ def test_every_criterion_reaches_its_target_on_every_sample_model(prepared, meth
     options = method.options({"batches": 1} if method.needs_data else {})
     prep = dataclasses.replace(prepared, method=method, options=options)
     config = RunConfig(prep.config.model, method_id, 0.6, scope=scope, latency=False)
-    work = copy.deepcopy(prep.model)
     scores = experiment.importance(prep)
-    experiment.apply_level(prep, work, scores, config)
+    work = experiment.prune(prep, scores, config).model
     pruned = masks.prunable_layers(work)
     total = sum(m.weight.numel() for m in pruned.values())
     zeros = sum(int((m.weight == 0).sum()) for m in pruned.values())

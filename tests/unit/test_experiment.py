@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from pruning.core import masks
 from pruning.core.methods.unstructured import Magnitude
 from pruning.errors import UserError
-from pruning.runs import experiment
+from pruning.runs import experiment, submit
 from pruning.runs.config import RunConfig
 
 
@@ -28,9 +28,9 @@ def test_a_sweep_computes_importance_once(monkeypatch):
     assert len(experiment.groups(configs)) == 1
     results = list(experiment.run_group(configs))
     assert len(calls) == 1
-    assert [r["target_sparsity"] for r in results] == levels
-    assert [r["sparsity"] for r in results] == pytest.approx(levels, abs=1e-3)
-    nonzero = [r["pruned"]["nonzero_params"] for r in results]
+    assert [r.target_sparsity for r in results] == levels
+    assert [r.sparsity for r in results] == pytest.approx(levels, abs=1e-3)
+    nonzero = [r.pruned.nonzero_params for r in results]
     assert nonzero == sorted(nonzero, reverse=True) and len(set(nonzero)) == len(levels)
 
 
@@ -43,27 +43,27 @@ def test_groups_split_by_what_changes_the_scores():
 def test_result_follows_the_json_contract_and_is_measured():
     config = RunConfig("mlp-digits", "magnitude", 0.6, scope="layer", layer_sparsity=(("fc3", 0.2),))
     result = experiment.run(config.replace(latency=False))
-    assert (result["status"], result["granularity"], result["scope"]) == (
+    assert (result.status, result.granularity, result.scope) == (
         "succeeded",
         "unstructured",
         "layer",
     )
-    rows = {r["name"]: r for r in result["layers"]}
+    rows = {r["name"]: r for r in result.layers}
     assert list(rows) == ["fc1", "fc2", "fc3"]
     assert rows["fc1"]["sparsity"] == pytest.approx(0.6, abs=1e-3)
     assert rows["fc3"]["sparsity"] == pytest.approx(0.2, abs=1e-3)
-    dense, pruned = result["dense"], result["pruned"]
+    dense, pruned = result.dense, result.pruned
     params = 64 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
-    assert dense["params"] == pruned["params"] == dense["nonzero_params"] == params  # masked: all still there
+    assert dense.params == pruned.params == dense.nonzero_params == params  # masked: all still there
     pruned_weights = round(0.6 * 19200) + round(0.6 * 30000) + round(0.2 * 1000)
-    assert pruned["nonzero_params"] == dense["params"] - pruned_weights
+    assert pruned.nonzero_params == dense.params - pruned_weights
     # FLOPs: each Linear is 2*in*out per sample; effective FLOPs scale by each layer's density
-    assert dense["flops"] == 2 * (64 * 300 + 300 * 100 + 100 * 10)
-    assert pruned["flops"] == pytest.approx(sum(r["flops"] for r in result["layers"]), abs=2)  # rounding
+    assert dense.flops == 2 * (64 * 300 + 300 * 100 + 100 * 10)
+    assert pruned.flops == pytest.approx(sum(r["flops"] for r in result.layers), abs=2)  # rounding
     assert rows["fc1"]["flops"] == round(2 * 64 * 300 * (1 - rows["fc1"]["sparsity"]))
-    assert result["theoretical_speedup"] == pytest.approx(dense["flops"] / pruned["flops"])
-    assert 0.5 < pruned["accuracy"] <= 1.0 and pruned["accuracy"] == pruned["accuracy_before_finetune"]
-    assert pruned["removed"] is False and result["latency_ms"]["dense"] is None
+    assert result.theoretical_speedup == pytest.approx(dense.flops / pruned.flops)
+    assert 0.5 < pruned.accuracy <= 1.0 and pruned.accuracy == pruned.accuracy_before_finetune
+    assert pruned.removed is False and result.latency_ms.dense is None
 
 
 def test_ninety_percent_with_fine_tuning_stays_within_a_point_and_masks_stay_fixed(tmp_path):
@@ -74,11 +74,11 @@ def test_ninety_percent_with_fine_tuning_stays_within_a_point_and_masks_stay_fix
     prep = experiment.prepare(config)
     scores = experiment.importance(prep)
     result = experiment.run_one(prep, scores, config)
-    dense, pruned = result["dense"]["accuracy"], result["pruned"]["accuracy"]
+    dense, pruned = result.dense.accuracy, result.pruned.accuracy
     assert dense == pytest.approx(0.9756, abs=1e-3)  # the shipped weights
     assert pruned >= dense - 0.01, (dense, pruned)
-    assert result["pruned"]["accuracy_before_finetune"] < dense - 0.1 < pruned  # fine-tuning recovered it
-    assert result["sparsity"] == pytest.approx(0.9, abs=1e-3)
+    assert result.pruned.accuracy_before_finetune < dense - 0.1 < pruned  # fine-tuning recovered it
+    assert result.sparsity == pytest.approx(0.9, abs=1e-3)
 
     keep = masks.select(scores, 0.9, "global")  # the masks chosen before fine-tuning
     tuned = load_file(tmp_path / "model.safetensors")
@@ -111,16 +111,16 @@ def test_user_model_with_npz_and_python_data(tmp_path):
         result = experiment.run(
             RunConfig(spec, "magnitude", 0.5, data=data, finetune_epochs=2, latency=False)
         )
-        assert result["status"] == "succeeded" and result["sparsity"] == pytest.approx(0.5, abs=1e-3)
-        assert [r["name"] for r in result["layers"]] == ["0", "2"]
-        assert result["dense"]["params"] == 6 * 32 + 32 + 32 * 3 + 3
+        assert result.status == "succeeded" and result.sparsity == pytest.approx(0.5, abs=1e-3)
+        assert [r["name"] for r in result.layers] == ["0", "2"]
+        assert result.dense.params == 6 * 32 + 32 + 32 * 3 + 3
     with pytest.raises(UserError, match="has no default dataset: pass --data"):
         experiment.prepare(RunConfig(spec, "magnitude", 0.5))
     with pytest.raises(UserError, match="cannot run on dataset 'digits'"):
         experiment.prepare(RunConfig(spec, "magnitude", 0.5, data="digits"))
 
 
-def test_prepare_refuses_bad_input_before_any_work():
+def test_submit_refuses_bad_input_before_any_work():
     for config, message in [
         (RunConfig("nosuch", "magnitude", 0.5), "unknown model 'nosuch'"),
         (RunConfig("mlp-digits", "nosuch", 0.5), "unknown method 'nosuch'"),
@@ -129,12 +129,12 @@ def test_prepare_refuses_bad_input_before_any_work():
         (RunConfig("mlp-digits", "taylor", 0.5, options=(("batches", 0),)), "between 1 and 64"),
     ]:
         with pytest.raises(UserError, match=message):
-            experiment.prepare(config)
+            submit.validate([config])
 
 
 def test_latency_is_measured_dense_and_pruned_in_the_same_run():
     prep = experiment.prepare(RunConfig("mlp-digits", "magnitude", 0.5, batch_size=16))
     result = experiment.run_one(prep, experiment.importance(prep), prep.config)
-    latency = result["latency_ms"]
-    assert latency["batch_size"] == 16 and latency["dense"] > 0 and latency["pruned"] > 0
-    assert latency["speedup"] == pytest.approx(latency["dense"] / latency["pruned"])
+    latency = result.latency_ms
+    assert latency.batch_size == 16 and latency.dense > 0 and latency.pruned > 0
+    assert latency.speedup == pytest.approx(latency.dense / latency.pruned)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from torch import nn
@@ -60,8 +58,7 @@ def test_options_are_validated():
 @pytest.mark.parametrize("model_id", list(SAMPLE_MODELS))
 def test_2_4_on_every_sample_model_prunes_half_of_every_layer_that_fits(model_id):
     prep = experiment.prepare(RunConfig(model_id, "nm", 0.5, latency=False))
-    work = copy.deepcopy(prep.model)
-    experiment.apply_level(prep, work, experiment.importance(prep), prep.config)
+    work = experiment.prune(prep, experiment.importance(prep), prep.config).model
     total = skipped = 0
     for name, layer in masks.prunable_layers(work).items():
         sparsity = (layer.weight == 0).float().mean().item()
@@ -79,15 +76,15 @@ def test_2_4_on_every_sample_model_prunes_half_of_every_layer_that_fits(model_id
 
 def test_result_lists_skipped_layers_and_the_semi_structured_figure():
     result = experiment.run(RunConfig("cnn-digits", "nm", 0.5, latency=False))
-    assert result["granularity"] == "n:m"
-    assert result["skipped_layers"] == [
+    assert result.granularity == "n:m"
+    assert result.details["skipped_layers"] == [
         {"name": "features.0.0", "reason": "9 inputs per output is not a multiple of m=4"}
     ]
-    layers = {row["name"]: row["sparsity"] for row in result["layers"]}
+    layers = {row["name"]: row["sparsity"] for row in result.layers}
     assert layers["features.0.0"] == 0.0 and layers["classifier"] == 0.5
     # half of every weight except the first conv's 32 x 9, out of 97568 prunable weights
-    assert result["sparsity"] == pytest.approx(0.5 * (1 - 288 / 97568))
-    semi = result["latency_ms"]["semi_structured"]
+    assert result.sparsity == pytest.approx(0.5 * (1 - 288 / 97568))
+    semi = result.latency_ms.extra["semi_structured"]
     if not torch.cuda.is_available():
         assert semi["status"] == "needs CUDA" and semi["speedup"] is None
 
@@ -119,15 +116,15 @@ def test_schedules_refuse_n_m():
 def test_mlp_digits_2_4_with_fine_tuning_stays_within_one_point_of_dense():
     """Issue goal: mlp-digits at 2:4 plus fine-tuning (<= 10 epochs) within 1.0 point of dense."""
     result = experiment.run(RunConfig("mlp-digits", "nm", 0.5, finetune_epochs=3, latency=False))
-    assert result["sparsity"] == 0.5
-    assert result["pruned"]["accuracy"] >= result["dense"]["accuracy"] - 0.01
-    assert result["pruned"]["nonzero_params"] < result["dense"]["nonzero_params"]
+    assert result.sparsity == 0.5
+    assert result.pruned.accuracy >= result.dense.accuracy - 0.01
+    assert result.pruned.nonzero_params < result.dense.nonzero_params
 
 
 def test_fine_tuning_keeps_the_2_4_pattern():
     prep = experiment.prepare(RunConfig("mlp-digits", "nm", 0.5, finetune_epochs=1, latency=False))
-    work = copy.deepcopy(prep.model)
-    keep = experiment.apply_level(prep, work, experiment.importance(prep), prep.config)
-    experiment.finetune(prep, work, prep.config, keep, lambda f, m: None)
+    pruning = experiment.prune(prep, experiment.importance(prep), prep.config)
+    work = pruning.model
+    experiment.finetune(prep, work, prep.config, pruning.masks, lambda f, m: None)
     for name, layer in masks.prunable_layers(work).items():
         assert (groups_of(layer.weight != 0, 4).sum(1) <= 2).all(), name

@@ -17,10 +17,10 @@ SAME = ("sparsity", "target_sparsity", "compression_ratio", "theoretical_speedup
 def test_preview_matches_a_run_without_fine_tuning() -> None:
     shown = preview.preview(MLP)
     run = experiment.run(MLP)
-    assert {k: shown[k] for k in SAME} == {k: run[k] for k in SAME}
+    assert {k: getattr(shown, k) for k in SAME} == {k: getattr(run, k) for k in SAME}
     for key in ("accuracy", "nonzero_params", "params", "size_bytes", "removed"):
-        assert shown["pruned"][key] == run["pruned"][key]
-    assert shown["latency_ms"]["pruned"] is None  # the preview never claims a speed
+        assert getattr(shown.pruned, key) == getattr(run.pruned, key)
+    assert shown.latency_ms.pruned is None  # the preview never claims a speed
 
 
 def test_preview_ignores_what_only_a_full_run_does() -> None:
@@ -31,8 +31,8 @@ def test_preview_ignores_what_only_a_full_run_does() -> None:
 def test_the_dense_model_is_prepared_once_per_group(monkeypatch) -> None:
     preview.clear()
     calls = []
-    real = experiment.prepare
-    monkeypatch.setattr(experiment, "prepare", lambda config: calls.append(config) or real(config))
+    real = preview.prepare
+    monkeypatch.setattr(preview, "prepare", lambda config: calls.append(config) or real(config))
     levels = [0.1 * i for i in range(1, 10)]
     with ThreadPoolExecutor(4) as pool:  # sessions are served in threads
         threaded = list(pool.map(lambda s: preview.preview(MLP.replace(sparsity=s)), levels))
@@ -40,17 +40,17 @@ def test_the_dense_model_is_prepared_once_per_group(monkeypatch) -> None:
     preview.clear()
     sequential = [preview.preview(MLP.replace(sparsity=s)) for s in levels]
     for a, b in zip(threaded, sequential):
-        assert (a["sparsity"], a["pruned"]["accuracy"], a["layers"]) == (
-            b["sparsity"],
-            b["pruned"]["accuracy"],
-            b["layers"],
+        assert (a.sparsity, a.pruned.accuracy, a.layers) == (
+            b.sparsity,
+            b.pruned.accuracy,
+            b.layers,
         )
-    assert [round(r["sparsity"], 3) for r in threaded] == [round(s, 3) for s in levels]
+    assert [round(r.sparsity, 3) for r in threaded] == [round(s, 3) for s in levels]
 
 
 def test_layer_overrides_and_errors() -> None:
     shown = preview.preview(MLP.replace(layer_sparsity=(("fc3", 0.0),)))
-    assert shown["layers"][2]["sparsity"] == 0.0
+    assert shown.layers[2]["sparsity"] == 0.0
     assert preview.layers(MLP) == {
         "fc1": {"type": "Linear", "params": 64 * 300},
         "fc2": {"type": "Linear", "params": 300 * 100},

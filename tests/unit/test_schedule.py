@@ -58,15 +58,15 @@ def test_iterative_follows_agp_and_reaches_the_target(spy, method, scope):
     )
     progress = []
     result = experiment.run(config, lambda f, m: progress.append(f))
-    assert result["sparsity"] == pytest.approx(0.9, abs=0.002)
-    trace = result["schedule_trace"]
+    assert result.sparsity == pytest.approx(0.9, abs=0.002)
+    trace = result.details["schedule_trace"]
     assert trace["name"] == "iterative" and trace["epochs_per_step"] == 1
     expected = [schedule.agp_sparsity(0.9, t, 3) for t in (1, 2, 3)]  # 0.633, 0.867, 0.9
     assert [row["sparsity"] for row in trace["steps"]] == pytest.approx(expected, abs=0.002)
     assert len(spy) == 3  # importance recomputed on the current model at every step
     assert_monotone(spy)
-    assert result["pruned"]["accuracy_before_finetune"] == trace["steps"][-1]["accuracy_pruned"]
-    assert result["pruned"]["accuracy"] == trace["steps"][-1]["accuracy"]
+    assert result.pruned.accuracy_before_finetune == trace["steps"][-1]["accuracy_pruned"]
+    assert result.pruned.accuracy == trace["steps"][-1]["accuracy"]
     assert progress == sorted(progress) and progress[-1] == 1.0
 
 
@@ -76,8 +76,8 @@ def test_iterative_beats_one_shot_at_high_sparsity():
     gradual = experiment.run(
         RunConfig("mlp-digits", "magnitude", 0.95, schedule="iterative", steps=3, **common)
     )
-    assert gradual["sparsity"] == pytest.approx(oneshot["sparsity"], abs=1e-6)
-    assert gradual["pruned"]["accuracy"] > oneshot["pruned"]["accuracy"]
+    assert gradual.sparsity == pytest.approx(oneshot.sparsity, abs=1e-6)
+    assert gradual.pruned.accuracy > oneshot.pruned.accuracy
 
 
 def test_iterative_honours_layer_overrides(spy):
@@ -92,9 +92,9 @@ def test_iterative_honours_layer_overrides(spy):
         latency=False,
     )
     result = experiment.run(config)
-    layers = {row["name"]: row["sparsity"] for row in result["layers"]}
+    layers = {row["name"]: row["sparsity"] for row in result.layers}
     assert layers["fc3"] == pytest.approx(0.2, abs=0.001)
-    assert result["sparsity"] == pytest.approx(0.6, abs=0.002)
+    assert result.sparsity == pytest.approx(0.6, abs=0.002)
     assert_monotone(spy)
 
 
@@ -111,9 +111,9 @@ def test_lottery_rewinds_survivors_to_the_early_checkpoint(spy, monkeypatch):
         "mlp-digits", "magnitude", 0.75, schedule="lottery", steps=2, finetune_epochs=2, latency=False
     )
     result = experiment.run(config)
-    trace = result["schedule_trace"]
+    trace = result.details["schedule_trace"]
     assert (trace["epochs"], trace["rewind_epoch"]) == (2, 1)
-    assert result["sparsity"] == pytest.approx(0.75, abs=0.002)
+    assert result.sparsity == pytest.approx(0.75, abs=0.002)
     assert [row["sparsity"] for row in trace["steps"]] == pytest.approx([0.5, 0.75], abs=0.002)
     assert_monotone(spy)
     # phases: to the rewind point, dense to the end, then one retraining per round
@@ -130,8 +130,8 @@ def test_lottery_rewinds_survivors_to_the_early_checkpoint(spy, monkeypatch):
 def test_lottery_trains_from_scratch_with_the_seed():
     config = RunConfig("mlp-digits", "random", 0.5, schedule="lottery", finetune_epochs=2, latency=False)
     first, again = experiment.run(config), experiment.run(config)
-    assert first["pruned"]["accuracy"] == again["pruned"]["accuracy"]
-    assert first["schedule_trace"]["dense_accuracy"] == again["schedule_trace"]["dense_accuracy"]
+    assert first.pruned.accuracy == again.pruned.accuracy
+    assert first.details["schedule_trace"]["dense_accuracy"] == again.details["schedule_trace"]["dense_accuracy"]
 
 
 def test_lottery_needs_two_epochs():

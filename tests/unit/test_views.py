@@ -10,18 +10,19 @@ from pruning.errors import UserError
 from pruning.present import views
 from pruning.runs import preview
 from pruning.runs.config import RunConfig
+from pruning.runs.result import RunResult
 from pruning.runs.store import Store
 
 MLP = RunConfig(model="mlp-digits", method="magnitude", sparsity=0.8, latency=False)
 
 
 @pytest.fixture(scope="module")
-def masked() -> dict:
+def masked() -> RunResult:
     return preview.preview(MLP)
 
 
 @pytest.fixture(scope="module")
-def removed() -> dict:
+def removed() -> RunResult:
     return preview.preview(MLP.replace(method="l1-channel", sparsity=0.5))
 
 
@@ -31,22 +32,20 @@ def test_masked_run_is_labelled_not_faster(masked) -> None:
     assert numbers["removed"].startswith("none")
     assert numbers["sparsity"] == "80.0% (target 80.0%)"
     file, sparse, gzip = numbers["bytes"].split(" / ")
-    assert file == views.human_bytes(
-        masked["dense"]["size_bytes"]
-    )  # a masked file is as big as the dense one
+    assert file == views.human_bytes(masked.dense.size_bytes)  # a masked file is as big as the dense one
     assert sparse != file
-    assert numbers["speedup"] == f"not measured vs {masked['theoretical_speedup']:.2f}x bound"
+    assert numbers["speedup"] == f"not measured vs {masked.theoretical_speedup:.2f}x bound"
 
 
 def test_removed_run_counts_what_left_and_flags_overhead(removed) -> None:
-    assert removed["pruned"]["removed"]
+    assert removed.pruned.removed
     numbers = views.honest_numbers(removed)
-    gone = removed["dense"]["params"] - removed["pruned"]["params"]
-    assert numbers["removed"].startswith(f"{gone:,} of {removed['dense']['params']:,}")
+    gone = removed.dense.params - removed.pruned.params
+    assert numbers["removed"].startswith(f"{gone:,} of {removed.dense.params:,}")
     slow, fast = copy.deepcopy(removed), copy.deepcopy(removed)
-    bound = removed["theoretical_speedup"]
-    slow["latency_ms"]["speedup"] = 0.4 * bound
-    fast["latency_ms"]["speedup"] = 0.6 * bound
+    bound = removed.theoretical_speedup
+    slow.latency_ms.dense, slow.latency_ms.pruned = 1.0, 1.0 / (0.4 * bound)
+    fast.latency_ms.dense, fast.latency_ms.pruned = 1.0, 1.0 / (0.6 * bound)
     assert views.honest_numbers(slow)["label"] == "overhead-bound"
     assert views.honest_numbers(fast)["label"] == ""
     assert views.honest_numbers(fast)["speedup"].startswith(f"{0.6 * bound:.2f}x measured")
@@ -55,11 +54,11 @@ def test_removed_run_counts_what_left_and_flags_overhead(removed) -> None:
 def test_runs_frame_keeps_unfinished_runs(tmp_path, masked) -> None:
     with Store(tmp_path) as store:
         done = store.create_run(MLP.to_dict())
-        store.finish(done, "succeeded", result=masked)
+        store.finish(done, "succeeded", result=masked.to_dict())
         failed = store.create_run(MLP.replace(sparsity=0.5).to_dict())
         store.finish(failed, "failed", error="boom\ntraceback")
         frame = views.runs_frame(store.runs()).set_index("run_id")
-    assert frame.loc[done, "accuracy"] == masked["pruned"]["accuracy"]
+    assert frame.loc[done, "accuracy"] == masked.pruned.accuracy
     assert frame.loc[done, "honest_label"] == "masked: not faster"
     assert frame.loc[failed, "error"] == "boom"
     assert frame.loc[failed, ["accuracy", "nonzero_params"]].isna().all()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pruning.core.methods.base import Context, Method, Param
+from pruning.core.methods.base import Context, Method, Param, Pruning, Target
 from pruning.core.methods.criteria import Lamp, Snip, Wanda
 from pruning.core.methods.nm import NM
 from pruning.core.methods.structured import BNScale, L1Channel, L2Channel, RandomChannel, TaylorChannel
@@ -28,15 +28,10 @@ METHODS: dict[str, Method] = {
 }
 
 
-def register(method: Method) -> Method:
-    METHODS[method.id] = method
-    return method
-
-
 def get(method_id: str) -> Method:
     if method_id not in METHODS:
         raise UserError(f"unknown method '{method_id}': use one of {', '.join(METHODS)}")
     return METHODS[method_id]
 
 
-__all__ = ["METHODS", "Context", "Method", "Param", "get", "register"]
+__all__ = ["METHODS", "Context", "Method", "Param", "Pruning", "Target", "get"]

@@ -1,4 +1,10 @@
-"""What a pruning method is: an importance criterion plus how its scores are selected.
+"""What a pruning method is: an importance criterion plus how it turns scores into a pruned model.
+
+The run engine asks every method the same questions through one interface: its scores
+(`importance`), what it does to a copy of the dense model at a `Target` (`prune`, by default
+bool masks from `select`), whether it fixes the sparsity itself (`fixed_sparsity`, as N:M does),
+what it refuses before any work (`check`), and what it measures beyond the common figures
+(`measure`). Nothing outside `methods/` needs to know a method's granularity.
 
 A method's parameters are described as data (`Param`), so the dashboard and the
 command line can render and validate controls for any method without knowing it.
@@ -6,6 +12,7 @@ command line can render and validate controls for any method without knowing it.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -13,7 +20,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from pruning.core import masks as masking
 from pruning.core.data import Split
+from pruning.core.masks import Scope
 from pruning.errors import UserError
 
 Granularity = Literal["unstructured", "structured", "n:m"]
@@ -57,9 +66,32 @@ class Context:
 
 
 @dataclass(frozen=True)
+class Target:
+    """What a run asks of a method: the sparsity, where it is compared, per-layer overrides."""
+
+    sparsity: float
+    scope: Scope = "global"
+    overrides: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Pruning:
+    """What a method did to a copy of the dense model."""
+
+    model: nn.Module
+    masks: dict[str, torch.Tensor] | None  # bool keep-masks held while fine-tuning; None: removed
+    details: dict[str, Any] = field(default_factory=dict)  # result keys of the method's own
+
+    @property
+    def removed(self) -> bool:
+        """Structure was physically removed (the architecture changed), not masked."""
+        return self.masks is None
+
+
+@dataclass(frozen=True)
 class Method:
-    """Base class: subclasses set the fields and implement `importance` (or, for
-    structured methods, the structured pruning entry point)."""
+    """Base class: subclasses set the fields and implement `importance`; methods that do more than
+    masking the lowest scores override `select` or `prune`."""
 
     id: str
     label: str
@@ -67,6 +99,8 @@ class Method:
     params: tuple[Param, ...] = field(default=())
     needs_data: bool = False
     description: str = ""
+    # Scores and masks single weights at any sparsity: schedules and per-layer sensitivity can use it.
+    elementwise: bool = True
 
     def options(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with `given`, each value validated."""
@@ -80,15 +114,58 @@ class Method:
 
     def importance(
         self, model: nn.Module, layers: Mapping[str, nn.Module], ctx: Context, options: Mapping[str, Any]
-    ) -> dict[str, torch.Tensor]:
-        """Scores shaped like each layer's weight: higher = more important."""
+    ) -> dict[str, torch.Tensor] | None:
+        """Scores shaped like each layer's weight (higher = more important), computed once per sweep;
+        None for a method that scores inside `prune`."""
         raise NotImplementedError
+
+    def fixed_sparsity(self, options: Mapping[str, Any]) -> float | None:
+        """The sparsity the method's pattern fixes whatever is asked (None: it follows the target)."""
+        return None
+
+    def target_sparsity(self, options: Mapping[str, Any], asked: float) -> float:
+        """The sparsity a run of this method records and aims for when `asked` is requested."""
+        fixed = self.fixed_sparsity(options)
+        return asked if fixed is None else fixed
+
+    def check(
+        self, model: nn.Module, example: torch.Tensor, target: Target, options: Mapping[str, Any]
+    ) -> None:
+        """Refuse (UserError) what `prune` would refuse for this model, before anything is stored."""
+
+    def select(
+        self, scores: Mapping[str, torch.Tensor], target: Target, options: Mapping[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Bool keep-masks from scores: the lowest go, compared within the target's scope."""
+        return masking.select(scores, target.sparsity, target.scope, target.overrides)
+
+    def prune(
+        self,
+        dense: nn.Module,
+        scores: Mapping[str, torch.Tensor] | None,
+        target: Target,
+        ctx: Context,
+        options: Mapping[str, Any],
+        example: torch.Tensor,
+    ) -> Pruning:
+        """A pruned copy of `dense` (which is left as it is) at `target`."""
+        work = copy.deepcopy(dense)
+        keep = self.select(scores, target, options)
+        masking.apply(masking.prunable_layers(work), keep)
+        return Pruning(work, keep)
+
+    def measure(
+        self, pruned: Pruning, example: torch.Tensor, options: Mapping[str, Any], timed: bool
+    ) -> dict[str, Any]:
+        """Latency figures of the method's own (e.g. N:M's semi-structured kernels), keyed by name."""
+        return {}
 
     def describe(self) -> dict:
         return {
             "id": self.id,
             "label": self.label,
             "granularity": self.granularity,
+            "elementwise": self.elementwise,
             "needs_data": self.needs_data,
             "description": self.description,
             "params": [

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from pruning.core import measure
-from pruning.core.masks import prunable_layers
-from pruning.core.methods.base import Granularity, Method, Param
+from pruning.core.masks import prunable_layers, select_nm
+from pruning.core.methods.base import Granularity, Method, Param, Pruning, Target
 from pruning.errors import UserError
 
 
@@ -47,6 +47,7 @@ class NM(Method):
     id: str = "nm"
     label: str = "N:M semi-structured (magnitude)"
     granularity: Granularity = "n:m"
+    elementwise: bool = False  # the pattern fixes the sparsity: no schedules, no per-layer levels
     params: tuple[Param, ...] = field(
         default=(
             Param("n", "int", 2, "weights kept in every group of m", min=1, max=16),
@@ -63,6 +64,24 @@ class NM(Method):
         if options["n"] >= options["m"]:
             raise UserError(f"N:M needs n < m, got {options['n']}:{options['m']}; 2:4 is the usual choice")
         return options
+
+    def fixed_sparsity(self, options: Mapping[str, Any]) -> float:
+        return 1.0 - options["n"] / options["m"]
+
+    def select(self, scores, target: Target, options) -> dict[str, torch.Tensor]:
+        return select_nm(scores, options["n"], options["m"])
+
+    def prune(self, dense, scores, target, ctx, options, example) -> Pruning:
+        pruning = super().prune(dense, scores, target, ctx, options, example)
+        pruning.details["skipped_layers"] = split_layers(prunable_layers(dense), options["m"])[1]
+        return pruning
+
+    def measure(self, pruned: Pruning, example, options, timed: bool) -> dict[str, Any]:
+        if timed or not torch.cuda.is_available():
+            latency = semi_structured_latency(pruned.model, example, options["n"], options["m"])
+        else:
+            latency = _result("not measured (latency timing was switched off)")
+        return {"semi_structured": latency}
 
     def importance(self, model, layers, ctx, options):
         # Only layers that can carry the pattern get scores; the others stay dense.
@@ -126,15 +145,3 @@ def semi_structured_latency(
         device=torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
         max_abs_difference=difference,
     )
-
-
-def report(
-    model: nn.Module, dense_layers: Mapping[str, nn.Module], options: Mapping[str, Any], example, timed: bool
-) -> dict[str, Any]:
-    """The N:M additions to a run's result: skipped layers and the semi-structured latency."""
-    _, skipped = split_layers(dense_layers, options["m"])
-    if timed or not torch.cuda.is_available():
-        latency = semi_structured_latency(model, example, options["n"], options["m"])
-    else:
-        latency = _result("not measured (latency timing was switched off)")
-    return {"skipped_layers": skipped, "semi_structured": latency}

@@ -6,6 +6,7 @@ whole coupled groups (a filter, its BatchNorm channel, the next layer's inputs).
 
 from __future__ import annotations
 
+import copy
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,7 +16,16 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from pruning.core.methods.base import Context, Granularity, Method, Param, calibration_batches
+from pruning.core import structured
+from pruning.core.methods.base import (
+    Context,
+    Granularity,
+    Method,
+    Param,
+    Pruning,
+    Target,
+    calibration_batches,
+)
 from pruning.core.methods.unstructured import BATCHES
 from pruning.errors import UserError
 
@@ -30,9 +40,11 @@ HEADS = Param(
 
 @dataclass(frozen=True)
 class ChannelMethod(Method):
-    """A structured method: `criterion` gives the group importance used by Torch-Pruning."""
+    """A structured method: `criterion` gives the group importance used by Torch-Pruning, and
+    `prune` removes channel groups physically until the target sparsity is reached."""
 
     granularity: Granularity = "structured"
+    elementwise: bool = False
     params: tuple[Param, ...] = field(default=(HEADS,))
 
     def criterion(
@@ -41,13 +53,36 @@ class ChannelMethod(Method):
         """The importance object; may store what it needs (gradients) in `model` first."""
         raise NotImplementedError
 
-    def check(self, model: nn.Module) -> None:
-        """Refuse a model this criterion cannot rank (before anything is stored)."""
-
     def importance(self, model, layers, ctx, options):
-        raise TypeError(
-            f"{self.id} scores channel groups: use pruning.core.structured.prune with its criterion"
+        return None  # channel groups are scored inside Torch-Pruning, at every trial of the search
+
+    def check(self, model: nn.Module, example: torch.Tensor, target: Target, options) -> None:
+        structured.check(model, example, target.overrides)
+
+    def prune(self, dense, scores, target, ctx, options, example) -> Pruning:
+        """Physically remove channels of a copy of `dense` until `target.sparsity` is reached.
+
+        Details: the layers that cannot lose channels (with reasons), and how the target was
+        reached (Torch-Pruning's channel and head ratios, heads left, trials)."""
+        source = copy.deepcopy(dense)
+        criterion = self.criterion(source, ctx, options)  # Taylor stores gradients in source
+        pruned = structured.prune(
+            source,
+            example[:2],
+            criterion,
+            target.sparsity,
+            scope=target.scope,
+            overrides=target.overrides,
+            heads=options.get("heads", True),
         )
+        how = {
+            "channel_ratio": pruned.channel_ratio,
+            "head_ratio": pruned.head_ratio,
+            "heads": pruned.heads,
+            "trials": pruned.trials,
+            "layer_sparsity": pruned.overrides,  # asked vs reached: coupled layers cannot always match
+        }
+        return Pruning(pruned.model, None, {"skipped_layers": pruned.skipped, "structured": how})
 
 
 @dataclass(frozen=True)
@@ -107,16 +142,21 @@ class BNScale(ChannelMethod):
         "2017), physically; needs BatchNorm layers."
     )
 
-    def check(self, model):
-        if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
-            raise UserError(
-                "bn-scale ranks channels by their BatchNorm scale and this model has no BatchNorm layer; "
-                "use l1-channel or taylor-channel"
-            )
+    def check(self, model, example, target, options):
+        _require_batchnorm(model)  # first: the more basic refusal
+        super().check(model, example, target, options)
 
     def criterion(self, model, ctx, options):
-        self.check(model)
+        _require_batchnorm(model)
         return tp.importance.BNScaleImportance()
+
+
+def _require_batchnorm(model: nn.Module) -> None:
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        raise UserError(
+            "bn-scale ranks channels by their BatchNorm scale and this model has no BatchNorm layer; "
+            "use l1-channel or taylor-channel"
+        )
 
 
 class SeededRandomImportance(tp.importance.Importance):

@@ -1,0 +1,243 @@
+"""The commands: each reads its arguments, calls the engine, and prints through `output`."""
+
+from __future__ import annotations
+
+import sys
+from argparse import Namespace
+
+from pruning.cli import output
+from pruning.cli.output import ProgressBar
+from pruning.core import methods as registry
+from pruning.core import models as sources
+from pruning.errors import UserError
+from pruning.runs import sensitivity as analysis
+from pruning.runs import submit
+from pruning.runs.config import RunConfig, parse_layer_sparsity
+from pruning.runs.result import RunResult
+from pruning.runs.store import RunRecord, Store
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise UserError(f"'{text}' is not a number") from None
+
+
+def _numbers(text: str) -> list[float]:
+    return [_number(s) for s in text.split(",") if s.strip()]
+
+
+def _options(method: str, items: list[str]) -> tuple[tuple[str, object], ...]:
+    pairs = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--option expects NAME=VALUE, got '{item}'")
+        pairs[name] = value
+    return tuple(sorted(registry.get(method).options(pairs).items()))
+
+
+def _config(args: Namespace, method: str, sparsity: float) -> RunConfig:
+    return RunConfig(
+        model=args.model,
+        method=method,
+        sparsity=sparsity,
+        data=args.data,
+        weights=args.weights,
+        scope=args.scope,
+        layer_sparsity=parse_layer_sparsity(args.layer_sparsity),
+        options=_options(method, args.option),
+        finetune_epochs=args.finetune_epochs,
+        schedule=args.schedule,
+        steps=args.steps,
+        seed=args.seed,
+        device=args.device,
+        latency=not args.no_latency,
+        batch_size=args.batch_size,
+        export=args.export,
+    )
+
+
+def _execute(args: Namespace, configs: list[RunConfig]) -> list[RunRecord]:
+    """Submit the runs (validated before anything is stored), follow them to the end."""
+    store = Store(args.store)
+    bar = ProgressBar(len(configs), enabled=not args.quiet)
+    ids: list[str] = []
+    try:
+        ids = submit.submit(store, configs, args.executor, args.workers, echo=bar, debug=args.debug)
+        return submit.wait(store, ids, bar)
+    except KeyboardInterrupt:
+        for run_id in ids:
+            store.request_cancel(run_id)
+        raise UserError("interrupted: the runs were asked to stop (see `python -m pruning runs`)") from None
+    finally:
+        bar.close()
+
+
+def _emit(args: Namespace, records: list[RunRecord], many: bool) -> None:
+    outcomes = [r.result or {"run_id": r.id, "status": r.status, "error": r.error} for r in records]
+    if args.json:
+        output.print_json(outcomes if many else outcomes[0])
+    else:
+        for record, outcome in zip(records, outcomes):
+            output.print_result(RunResult.from_dict(outcome)) if record.result else output.print_failure(
+                outcome
+            )
+    if any(r.status != "succeeded" for r in records):
+        sys.exit(1)
+
+
+def models(args: Namespace) -> None:
+    rows = [
+        {
+            "id": m.id,
+            "description": m.description,
+            "dataset": m.dataset,
+            "params": sum(p.numel() for p in m.build().parameters()),
+        }
+        for m in sources.SAMPLE_MODELS.values()
+    ]
+    if args.json:
+        return output.print_json(rows)
+    for r in rows:
+        print(f"{r['id']:<22} {r['dataset']:<9} {r['params']:>9} params  {r['description']}")
+
+
+def methods(args: Namespace) -> None:
+    rows = [m.describe() for m in registry.METHODS.values()]
+    if args.json:
+        return output.print_json(rows)
+    for r in rows:
+        opts = ", ".join(f"{p['name']}={p['default']}" for p in r["params"])
+        print(f"{r['id']:<15} {r['granularity']:<13} {r['label']}{f'  [{opts}]' if opts else ''}")
+
+
+def run(args: Namespace) -> None:
+    _emit(args, _execute(args, [_config(args, args.method, _number(args.sparsity))]), many=False)
+
+
+def sweep(args: Namespace) -> None:
+    levels = _numbers(args.sparsities)
+    ids = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if not levels or not ids:
+        raise UserError("--methods and --sparsities each need at least one value")
+    if args.export:
+        raise UserError("--export applies to single runs; use `run --export DIR`")
+    _emit(args, _execute(args, [_config(args, m, s) for m in ids for s in levels]), many=True)
+
+
+def runs(args: Namespace) -> None:
+    store = Store(args.store)
+    store.reap()
+    records = store.runs(kind=None)
+    rows = [
+        {
+            "run_id": r.id,
+            "kind": r.kind,
+            "status": r.status,
+            "model": r.model,
+            "method": r.method,
+            "target_sparsity": r.config.get("sparsity") if r.kind == "run" else None,
+            "progress": r.progress,
+            "created": r.created,
+            "error": r.error,
+            "sparsity": (r.result or {}).get("sparsity"),
+            "accuracy": ((r.result or {}).get("pruned") or {}).get("accuracy"),
+        }
+        for r in records
+    ]
+    if args.json:
+        return output.print_json(rows)
+    for row in rows:
+        accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
+        target = row["target_sparsity"] if row["kind"] == "run" else row["kind"]
+        print(
+            f"{row['run_id']}  {row['status']:<9} {row['model']:<20} {row['method']:<14} {target!s:<11} ",
+            end="",
+        )
+        print(accuracy)
+
+
+def _record(store: Store, run_id: str) -> RunRecord:
+    try:
+        return store.get(run_id)
+    except KeyError:
+        raise UserError(
+            f"no run '{run_id}' in {store.root}; list runs with `python -m pruning runs`"
+        ) from None
+
+
+def show(args: Namespace) -> None:
+    store = Store(args.store)
+    store.reap()
+    r = _record(store, args.run_id)
+    state = {"run_id": r.id, "kind": r.kind, "status": r.status, "progress": r.progress}
+    outcome = r.result or {**state, "message": r.message, "error": r.error, "config": r.config}
+    if args.json or r.kind != "run" or not r.result:
+        output.print_json(outcome)
+    else:
+        output.print_result(RunResult.from_dict(r.result))
+
+
+def cancel(args: Namespace) -> None:
+    store = Store(args.store)
+    r = _record(store, args.run_id)
+    if r.done:
+        raise UserError(f"run {r.id} already {r.status}; nothing to cancel")
+    store.request_cancel(r.id)
+    print(f"cancellation requested for {r.id}")
+
+
+def report(args: Namespace) -> None:
+    from pruning.present import report as html_report  # plotly is only needed here
+
+    store = Store(args.store)
+    html_report.write([_record(store, i) for i in args.run_ids], args.out)
+    print(args.out)
+
+
+def _analyse(args: Namespace) -> analysis.Sensitivity:
+    """The sensitivity table of --model/--method (a job in the store, cached), with a progress bar."""
+    config = submit.analysis_config(
+        args.model, args.method, options=_options(args.method, args.option),
+        data=args.data, weights=args.weights, seed=args.seed,
+    )  # fmt: skip
+    levels = analysis.parse_levels(_numbers(args.levels) if args.levels else analysis.DEFAULT_LEVELS)
+    store = Store(args.store)
+    cached = submit.cached_sensitivity(store, config, levels)
+    if cached is not None:
+        return cached
+    bar = ProgressBar(1, enabled=not args.quiet)
+    try:
+        job = store.get(submit.submit_analysis(store, config, levels, executor="inline", echo=bar))
+    finally:
+        bar.close()
+    if job.status != "succeeded":
+        raise UserError(job.error or f"the sensitivity analysis {job.status}")
+    return analysis.Sensitivity.from_dict(job.result)
+
+
+def sensitivity(args: Namespace) -> None:
+    result = _analyse(args)
+    if args.json:
+        return output.print_json(result.to_dict())
+    print(f"accuracy drop in points when only that layer is pruned (dense {result.dense_accuracy:.4f})")
+    print(f"{'layer':<24} {'weights':>8} " + " ".join(f"{level:>6.2f}" for level in result.levels))
+    for name, count in result.layers.items():
+        drops = " ".join(f"{100 * d:>6.2f}" for d in result.drops(name))
+        print(f"{name:<24} {count:>8} {drops}")
+
+
+def allocate(args: Namespace) -> None:
+    result = _analyse(args)
+    allocation = analysis.allocate(result, _number(args.sparsity))
+    counts = result.layers
+    achieved = sum(counts[n] * s for n, s in allocation.items()) / sum(counts.values())
+    if args.json:
+        out = {"model": result.model, "method": result.method, "target_sparsity": float(args.sparsity)}
+        return output.print_json({**out, "sparsity": achieved, "layer_sparsity": allocation})
+    for name, value in allocation.items():
+        print(f"{name:<24} {counts[name]:>8} weights  sparsity {value:.4f}")
+    print(f"overall sparsity {achieved:.4f} (target {args.sparsity}); run it with:")
+    print(" ".join(f"--layer-sparsity {n}={s}" for n, s in allocation.items()))

@@ -1,0 +1,72 @@
+"""What the command line prints: a progress bar on standard error, results on standard output."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from typing import Any
+
+from pruning.runs.result import RunResult
+
+
+class ProgressBar:
+    """A one-line progress bar on standard error (standard output stays clean for --json)."""
+
+    def __init__(self, total: int, enabled: bool = True):
+        self.total, self.enabled, self.last = total, enabled, 0.0
+        self.done: dict[str, float] = {}
+
+    def __call__(self, job_id: str, fraction: float, message: str) -> None:
+        self.done[job_id] = fraction
+        now = time.monotonic()
+        if not self.enabled or (now - self.last < 0.2 and fraction < 1.0):
+            return
+        self.last = now
+        overall = sum(self.done.values()) / max(self.total, 1)
+        bar = "#" * int(30 * overall)
+        sys.stderr.write(f"\r[{bar:<30}] {overall:6.1%} {job_id} {message[:40]:<40}")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled and self.last:
+            sys.stderr.write("\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return str(value)
+
+
+def print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=_json_default))
+
+
+def print_result(result: RunResult) -> None:
+    """A run's result in a few lines: the four honest numbers and the accuracy path."""
+    d, p, lat = result.dense, result.pruned, result.latency_ms
+    kind = "removed" if p.removed else "masked (zeros stored; not faster)"
+    speed = f"{lat.speedup:.2f}x measured" if lat.speedup else "not measured"
+    print(
+        f"{result.run_id}  {result.model}  {result.method}  sparsity {result.sparsity:.3f} "
+        f"(target {result.target_sparsity:.3f}, {kind})"
+    )
+    print(
+        f"  accuracy  {d.accuracy:.4f} dense -> {p.accuracy_before_finetune:.4f} pruned "
+        f"-> {p.accuracy:.4f} fine-tuned"
+    )
+    print(
+        f"  params    {d.params} dense, {p.params} present, {p.nonzero_params} non-zero "
+        f"(compression {result.compression_ratio:.2f}x)"
+    )
+    print(
+        f"  bytes     {p.size_bytes.dense} file, {p.size_bytes.sparse} sparse encoding, "
+        f"{p.size_bytes.gzip} gzip (dense file {d.size_bytes})"
+    )
+    print(f"  speed     {speed} at batch {lat.batch_size}; FLOPs bound {result.theoretical_speedup:.2f}x")
+
+
+def print_failure(outcome: dict[str, Any]) -> None:
+    print(f"{outcome['run_id']}  {outcome['status']}: {outcome.get('error', '')}")

@@ -1,0 +1,89 @@
+"""The command line's arguments: one sub-parser per command, each bound to its function."""
+
+from __future__ import annotations
+
+import argparse
+
+from pruning.cli import commands
+from pruning.runs.config import SCHEDULES
+from pruning.runs.executors import EXECUTORS
+from pruning.runs.store import default_root
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--store", default=str(default_root()), help="run history folder")
+    common.add_argument("--json", action="store_true", help="print JSON")
+    # --debug is accepted before or after the command; the sub-command's default must not reset it.
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return common
+
+
+def _source(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options naming what to prune: model, data, weights, method options, seed."""
+    source = argparse.ArgumentParser(add_help=False, parents=[parent])
+    source.add_argument("--model", required=True)
+    source.add_argument("--data")
+    source.add_argument("--weights")
+    source.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="method option")
+    source.add_argument("--seed", type=int, default=0)
+    source.add_argument("--quiet", action="store_true", help="no progress bar")
+    return source
+
+
+def _runner(source: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    runner = argparse.ArgumentParser(add_help=False, parents=[source])
+    runner.add_argument("--scope", default="global", choices=["global", "layer"])
+    runner.add_argument("--layer-sparsity", action="append", default=[], metavar="NAME=S")
+    runner.add_argument("--finetune-epochs", type=int, default=0)
+    runner.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES))
+    runner.add_argument("--steps", type=int, default=1)
+    runner.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    runner.add_argument("--batch-size", type=int, default=256, help="batch size for latency")
+    runner.add_argument("--no-latency", action="store_true", help="skip timing dense vs pruned")
+    runner.add_argument("--export")
+    return runner
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m pruning", description="Pruning Lab from the command line.")
+    top.add_argument("--debug", action="store_true", help="show tracebacks")
+    sub = top.add_subparsers(dest="command", required=True)
+    common = _common()
+    source = _source(common)
+    runner = _runner(source)
+    sub.add_parser("models", parents=[common], help="list sample models").set_defaults(func=commands.models)
+    sub.add_parser("methods", parents=[common], help="list pruning methods").set_defaults(
+        func=commands.methods
+    )
+    run = sub.add_parser("run", parents=[runner], help="prune one model")
+    run.add_argument("--method", required=True)
+    run.add_argument("--sparsity", required=True)
+    run.set_defaults(func=commands.run, executor="inline", workers=1)
+    sweep = sub.add_parser("sweep", parents=[runner], help="methods x sparsity levels")
+    sweep.add_argument("--methods", required=True)
+    sweep.add_argument("--sparsities", required=True)
+    sweep.add_argument("--executor", default="inline", choices=list(EXECUTORS))
+    sweep.add_argument("--workers", type=int, default=1)
+    sweep.set_defaults(func=commands.sweep)
+    sub.add_parser("runs", parents=[common], help="run history").set_defaults(func=commands.runs)
+    for name, help_text, func in (
+        ("show", "one run's result", commands.show),
+        ("cancel", "ask a run or analysis to stop", commands.cancel),
+    ):
+        one = sub.add_parser(name, parents=[common], help=help_text)
+        one.add_argument("run_id")
+        one.set_defaults(func=func)
+    report = sub.add_parser("report", parents=[common], help="HTML report of runs")
+    report.add_argument("run_ids", nargs="+")
+    report.add_argument("--out", required=True)
+    report.set_defaults(func=commands.report)
+    analysis = argparse.ArgumentParser(add_help=False, parents=[source])
+    analysis.add_argument("--method", required=True)
+    analysis.add_argument("--levels", help="comma-separated sparsity levels (default 0.1,0.2,..,0.9)")
+    sensitivity = sub.add_parser("sensitivity", parents=[analysis], help="accuracy with one layer pruned")
+    sensitivity.set_defaults(func=commands.sensitivity)
+    allocate = sub.add_parser("allocate", parents=[analysis], help="per-layer sparsities from sensitivity")
+    allocate.add_argument("--sparsity", required=True, help="global target (fraction of prunable weights)")
+    allocate.set_defaults(func=commands.allocate)
+    return top

@@ -1,0 +1,138 @@
+"""One way to start jobs, whoever asks (the command line, the dashboard, a script).
+
+`submit` validates every config once, before anything is stored (loading each group's
+model and data the way a run does), records the jobs with their ids (so a run can
+export into its own artifacts folder and write every file once), and hands them to an
+executor: `inline` runs them here and returns when they are done, `process` starts
+detached workers and returns at once (see `wait`). Sensitivity analyses are jobs too.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from pruning.core import methods
+from pruning.errors import UserError
+from pruning.runs import executors, experiment, sensitivity
+from pruning.runs.config import RunConfig
+from pruning.runs.executors import Echo, Executor
+from pruning.runs.prepared import Loaded, load
+from pruning.runs.store import RunRecord, Store, new_run_id
+
+
+def sweep_configs(
+    base: RunConfig,
+    method_ids: Iterable[str],
+    levels: Iterable[float],
+    options_of: Callable[[str], Mapping[str, Any]] | None = None,
+) -> list[RunConfig]:
+    """`base` at every (method, level); a method's options come from `options_of(id)` (default: its
+    defaults). A method whose pattern fixes the sparsity (N:M) contributes one run."""
+    configs = []
+    levels = list(levels)
+    for method_id in method_ids:
+        method = methods.get(method_id)
+        options = method.options(options_of(method_id) if options_of else None)
+        for level in dict.fromkeys(method.target_sparsity(options, level) for level in levels):
+            configs.append(
+                base.replace(method=method_id, sparsity=level, options=tuple(sorted(options.items())))
+            )
+    return configs
+
+
+def validate(configs: Sequence[RunConfig]) -> dict[tuple, Loaded]:
+    """Raise UserError for anything a run would refuse; returns what was loaded, per group key."""
+    if not configs:
+        raise UserError("nothing to launch: choose at least one method and one sparsity level")
+    loaded = {}
+    for group in experiment.groups(configs):
+        first = load(group[0])
+        for config in group:
+            experiment.check(first, config)
+        loaded[experiment.group_key(group[0])] = first
+    return loaded
+
+
+def submit(
+    store: Store,
+    configs: Sequence[RunConfig],
+    executor: Executor = "inline",
+    workers: int = 1,
+    artifacts: bool = False,
+    echo: Echo | None = None,
+    debug: bool = False,
+) -> list[str]:
+    """Validate, record each config as a queued run and execute or hand them over; returns the ids.
+    `artifacts`: each run exports its pruned model into its own artifacts folder (the dashboard's
+    downloads)."""
+    if executor not in executors.EXECUTORS:
+        raise UserError(f"executor must be one of {', '.join(executors.EXECUTORS)}, got '{executor}'")
+    loaded = validate(configs)
+    ids = [new_run_id() for _ in configs]
+    if artifacts:
+        configs = [c.replace(export=str(store.artifacts(i).resolve())) for i, c in zip(ids, configs)]
+    sweep_id = f"sweep-{time.time_ns()}" if len(configs) > 1 else None
+    for run_id, config in zip(ids, configs):
+        store.create_run(config.to_dict(), sweep_id=sweep_id, run_id=run_id)
+    _hand_over(store, dict(zip(ids, configs)), executor, workers, echo, debug, loaded)
+    return ids
+
+
+def _hand_over(store, jobs: dict[str, RunConfig], executor, workers, echo, debug, loaded=None) -> None:
+    if executor == "inline":
+        executors.execute(store, list(jobs), echo=echo, debug=debug, loaded=loaded)
+    else:
+        executors.spawn(store, jobs, workers=workers)
+
+
+def wait(store: Store, ids: Sequence[str], echo: Echo | None = None, poll: float = 0.5) -> list[RunRecord]:
+    """Wait until every job is done (finding dead workers on the way); returns their records."""
+    while True:
+        store.reap()
+        records = [store.get(i) for i in ids]
+        for r in records:
+            if echo:
+                echo(r.id, 1.0 if r.done else r.progress, r.status if r.done else r.message)
+        if all(r.done for r in records):
+            return records
+        time.sleep(poll)
+
+
+def analysis_config(model: str, method_id: str, **fields: Any) -> RunConfig:
+    """What a sensitivity analysis of (model, method) reads; default options and seed 0 unless given."""
+    options = methods.get(method_id).options(dict(fields.pop("options", ())))
+    return RunConfig(model, method_id, 0.0, options=tuple(sorted(options.items())), latency=False, **fields)
+
+
+def cached_sensitivity(
+    store: Store, config: RunConfig, levels: Sequence[float] = sensitivity.DEFAULT_LEVELS
+) -> sensitivity.Sensitivity | None:
+    """The sensitivity table of `config` at `levels` if one was computed into `store`."""
+    options = methods.get(config.method).options(dict(config.options))
+    found = store.cache_get(sensitivity.cache_key(config, options, sensitivity.parse_levels(levels)))
+    return sensitivity.Sensitivity.from_dict({**found, "cached": True}) if found is not None else None
+
+
+def submit_analysis(
+    store: Store,
+    config: RunConfig,
+    levels: Sequence[float] = sensitivity.DEFAULT_LEVELS,
+    executor: Executor = "process",
+    echo: Echo | None = None,
+) -> str:
+    """Validate, record and hand over a sensitivity analysis as a job; returns its id."""
+    levels = sensitivity.parse_levels(levels)
+    sensitivity.check(load(config))
+    job_id = store.create_run({**config.to_dict(), "levels": list(levels)}, kind="sensitivity")
+    _hand_over(store, {job_id: config}, executor, 1, echo, False)
+    return job_id
+
+
+def latest_analysis(store: Store, config: RunConfig) -> RunRecord | None:
+    """The newest sensitivity job of `config`'s model, method and options, whatever its status."""
+    for record in store.runs(model=config.model, kind="sensitivity"):
+        if record.method == config.method and record.config.get("options", {}) == dict(config.options):
+            return record
+    return None
