@@ -49,8 +49,8 @@ def allocation(model: str, method: methods.Method) -> dict[str, float]:
     allocated, editor = f"allocated-{model}", f"overrides-{model}"
     if not method.elementwise:
         st.caption(
-            f"Allocation from sensitivity prunes each layer alone, weight by weight, so it needs a "
-            f"method that masks single weights; {method.id} is {method.granularity}. Type overrides below."
+            f"Allocation from sensitivity prunes each layer alone, weight by weight, so it needs an "
+            f"unstructured method; {method.id} is {method.granularity}. Type overrides below instead."
         )
         return st.session_state.get(allocated, {})
     table = ui.sensitivity(model, method.id, key="prune_analyse")

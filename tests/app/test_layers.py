@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pruning.present import charts, views
-from pruning.runs import launch, sensitivity
+from pruning.runs import sensitivity, submit
 from tests.app.helpers import array, figures
 
 
@@ -62,15 +62,19 @@ def test_sensitivity_heatmap_builder() -> None:
     assert trace["zmin"] == 0
 
 
-def test_sensitivity_is_analysed_in_the_background_then_drawn(app, empty) -> None:
+def test_sensitivity_is_analysed_as_a_background_job_then_drawn(app, empty) -> None:
+    config = submit.analysis_config("mlp-digits", "magnitude")
     at = app("layers")
     assert any("No sensitivity analysis of mlp-digits with magnitude" in i.value for i in at.info)
     at.button(key="analyse").click().run()
-    assert any("in the background" in i.value for i in at.info)
-    deadline = time.monotonic() + 180
-    while (table := launch.cached_sensitivity(empty, "mlp-digits", "magnitude")) is None:
-        assert time.monotonic() < deadline, (empty.root / "sensitivity.log").read_text()
+    job = submit.latest_analysis(empty, config)  # a job in the store: it survives reloads
+    assert job is not None and job.kind == "sensitivity"
+    deadline = time.monotonic() + 600  # stops a hung test only
+    while not (job := empty.get(job.id)).done:
+        assert time.monotonic() < deadline, "the sensitivity job never ended"
         time.sleep(0.5)
+    assert job.status == "succeeded", job.error
+    table = submit.cached_sensitivity(empty, config)
     (trace,) = figures(app("layers"))[0]["data"]  # the heatmap; the curves come next
     assert array(trace["y"]) == ["fc1", "fc2", "fc3"]
     assert len(array(trace["x"])) == len(sensitivity.DEFAULT_LEVELS)
@@ -79,7 +83,7 @@ def test_sensitivity_is_analysed_in_the_background_then_drawn(app, empty) -> Non
 
 
 def test_sensitivity_curves_are_drawn_next_to_the_heatmap(app, empty) -> None:
-    table = sensitivity.analyse(launch.sensitivity_config("mlp-digits", "magnitude"), store=empty)
+    table = sensitivity.analyse(submit.analysis_config("mlp-digits", "magnitude"), store=empty)
     heatmap, curves = figures(app("layers"))
     assert heatmap["data"][0]["type"] == "heatmap"
     assert [t["name"] for t in curves["data"]] == ["fc1", "fc2", "fc3"]  # one line per layer, model order
