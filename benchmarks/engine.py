@@ -6,8 +6,8 @@ same process (interleaved where timed). Run: `python -m benchmarks engine`.
 - sweep_vs_eval/<model>: a 20-level `magnitude` sweep (`experiment.run_group`, no latency, no
   fine-tuning, dense model loaded and measured inside it) over 20 plain evaluations of the dense model
   on the test set, interleaved level by level; the median of 3 rounds' ratios.
-- prune_action/<model>: one pruning action (`experiment.apply_level`: reset to dense, select, apply)
-  at 90% sparsity, importance precomputed.
+- prune_action/<model>: one pruning action (`experiment.prune`: the method's pruned copy of the dense
+  model: copy, select, apply) at 90% sparsity, importance precomputed.
 - global_masking_25M: `torch.nn.utils.prune.global_unstructured` (L1, amount 0.9) time over ours
   (magnitude importance + `masks.select` + `masks.apply`) on identical copies of a seeded ~25M
   parameter stack of Linear layers. `global_masking_25M_identical`: the masks agree, up to which of
@@ -34,6 +34,7 @@ from benchmarks.common import emit, timed
 from pruning.core import masks, measure, methods, models
 from pruning.runs import experiment
 from pruning.runs.config import RunConfig
+from pruning.runs.prepared import Prepared
 
 LEVELS = [round(0.05 + 0.9 * i / 19, 4) for i in range(20)]  # 20 levels from 0.05 to 0.95
 WIDTHS = (1024, 2560, 2560, 2560, 2560, 1024)  # 24.9M weights + 11.8K biases
@@ -48,14 +49,14 @@ def sweep_round(configs: list[RunConfig], evaluate: Callable[[], object]) -> tup
     """Seconds of a sweep and of as many evaluations, interleaved level by level (a busy machine slows
     both alike); the sweep's first step also loads, measures and scores the dense model."""
     steps = experiment.run_group(configs)
-    results: list[dict] = []
+    results: list = []
     seconds = timed({"sweep": lambda: results.append(next(steps)), "evaluation": evaluate}, len(configs))
-    if any(abs(r["sparsity"] - c.sparsity) >= 1e-3 for r, c in zip(results, configs, strict=True)):
+    if any(abs(r.sparsity - c.sparsity) >= 1e-3 for r, c in zip(results, configs, strict=True)):
         raise RuntimeError("the sweep did not reach its target sparsities: its timing would mean nothing")
     return sum(seconds["sweep"]), sum(seconds["evaluation"])
 
 
-def sweep_vs_eval(model_id: str, prep: experiment.Prepared) -> None:
+def sweep_vs_eval(model_id: str, prep: Prepared) -> None:
     configs = [RunConfig(model=model_id, method="magnitude", sparsity=s, latency=False) for s in LEVELS]
     evaluate = lambda: measure.evaluate(prep.model, prep.data.test, prep.data.num_classes)
     sweeps, evaluations = zip(*(sweep_round(configs, evaluate) for _ in range(SWEEP_ROUNDS)))
@@ -65,11 +66,10 @@ def sweep_vs_eval(model_id: str, prep: experiment.Prepared) -> None:
     emit(f"sweep_vs_eval/{model_id}", round(ratio, 3), "x", "<= 1.3")
 
 
-def prune_action(model_id: str, prep: experiment.Prepared) -> None:
+def prune_action(model_id: str, prep: Prepared) -> None:
     config = RunConfig(model=model_id, method="magnitude", sparsity=0.9, latency=False)
     scores = experiment.importance(prep)
-    work = copy.deepcopy(prep.model)
-    seconds = timed({"prune": lambda: experiment.apply_level(prep, work, scores, config)}, 21)["prune"]
+    seconds = timed({"prune": lambda: experiment.prune(prep, scores, config)}, 21)["prune"]
     emit(f"prune_action/{model_id}", round(statistics.median(seconds) * 1e3, 3), "ms", "<= 50")
 
 
