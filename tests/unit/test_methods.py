@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torch import nn
 
 from pruning.core import masks, methods
 from pruning.core.data import Split
-from pruning.core.methods import Param
+from pruning.core.methods import Method, Param
 from pruning.errors import UserError
 
 
@@ -180,3 +181,43 @@ def test_a_shared_weight_is_pruned_once(method_id):
     # 96 distinct weights, 48 pruned: the shared 64 are counted once, not twice
     assert int(torch.count_nonzero(model.encode.weight)) + int(torch.count_nonzero(model.head.weight)) == 48
     assert model.decode.weight is model.encode.weight
+
+
+@dataclass(frozen=True)
+class Block(Method):
+    """A new granularity written outside the engine: keep or prune whole 1 x 4 blocks of inputs."""
+
+    id: str = "block-test"
+    label: str = "1x4 blocks (test)"
+    granularity: str = "block"
+    elementwise: bool = False
+
+    def importance(self, model, layers, ctx, options):
+        return {name: m.weight.detach().abs() for name, m in layers.items()}
+
+    def select(self, scores, target, options):
+        blocks = {n: s.reshape(s.shape[0], -1, 4).mean(-1) for n, s in scores.items()}
+        keep = masks.select(blocks, target.sparsity, target.scope, target.overrides)
+        return {n: k.repeat_interleave(4, -1).view_as(scores[n]) for n, k in keep.items()}
+
+
+def test_a_new_granularity_needs_only_its_method(monkeypatch, store_dir):
+    """The engine, the submit path and the results know a method only through its interface."""
+    from pruning.runs import experiment, submit
+    from pruning.runs.config import RunConfig
+    from pruning.runs.store import Store
+
+    monkeypatch.setitem(methods.METHODS, "block-test", Block())
+    config = RunConfig("mlp-digits", "block-test", 0.5, latency=False)
+    with Store(store_dir) as store:
+        (run_id,) = submit.submit(store, [config])
+        result = store.get(run_id).result
+    assert (result["status"], result["granularity"]) == ("succeeded", "block")
+    assert result["sparsity"] == pytest.approx(0.5, abs=0.01)
+    prep = experiment.prepare(config)
+    fc1 = experiment.prune(prep, experiment.importance(prep), config).model.fc1.weight
+    assert fc1.shape[1] % 4 == 0
+    groups = (fc1 != 0).reshape(fc1.shape[0], -1, 4).sum(-1)
+    assert set(groups.unique().tolist()) <= {0, 4}  # whole blocks kept or pruned
+    with pytest.raises(UserError, match="works with unstructured methods"):
+        submit.validate([config.replace(schedule="iterative", steps=2)])
