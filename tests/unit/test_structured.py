@@ -239,8 +239,23 @@ def test_cnn_at_half_the_weights_removed_recovers_dense_accuracy_in_three_epochs
     assert result["pruned"]["accuracy"] >= result["dense"]["accuracy"] - 0.01
 
 
-def test_latency_says_whether_a_removed_model_is_overhead_bound(prepared):
-    prep = prepared["mlp-digits"]
-    result = experiment.run_one(prep, None, prep.config.replace(latency=True))
-    latency = result["latency_ms"]
-    assert latency["overhead_bound"] == (latency["speedup"] < 0.5 * result["theoretical_speedup"])
+@pytest.mark.parametrize(
+    "method_id,pruned_ms,overhead_bound",
+    [
+        ("l1-channel", 8.0, True),  # removed, yet slower than dense: per-call costs dominate
+        ("l1-channel", 0.5, False),  # removed and 8x faster: past half its FLOPs bound
+        ("magnitude", 8.0, False),  # masked: not faster by design, never called overhead-bound
+    ],
+)
+def test_latency_says_whether_a_removed_model_is_overhead_bound(
+    prepared, monkeypatch, method_id, pruned_ms, overhead_bound
+):
+    # A fixed clock in place of the timer, so the label does not depend on how busy the machine is.
+    monkeypatch.setattr(measure, "latency_ms", lambda models, example: {"dense": 4.0, "pruned": pruned_ms})
+    prep = with_method(prepared["mlp-digits"], method_id)
+    scores = experiment.importance(prep) if method_id == "magnitude" else None
+    result = experiment.run_one(prep, scores, prep.config.replace(method=method_id, latency=True))
+    assert result["pruned"]["removed"] is (method_id == "l1-channel")
+    assert 1.5 < result["theoretical_speedup"] < 4, result["theoretical_speedup"]  # about 2x fewer FLOPs
+    assert result["latency_ms"]["speedup"] == pytest.approx(4.0 / pruned_ms)
+    assert result["latency_ms"]["overhead_bound"] is overhead_bound

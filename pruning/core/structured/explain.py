@@ -1,0 +1,120 @@
+"""Failures of structural removal as one-sentence UserErrors that name the layer.
+
+Torch-Pruning fails deep inside its graph code, or leaves a model that no longer runs;
+either way the user needs the layer it was handling and what to use instead
+(`UNSTRUCTURED_HINT`), not a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from pruning.core.structured import internals
+from pruning.errors import UserError
+
+UNSTRUCTURED_HINT = "use an unstructured method such as magnitude"
+
+
+def cause(exc: Exception) -> str:
+    """`TypeName: first line of the message`, short enough for one sentence."""
+    return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+
+
+def untraceable(exc: Exception) -> UserError:
+    return UserError(f"Torch-Pruning cannot trace this model ({cause(exc)}); {UNSTRUCTURED_HINT}")
+
+
+@contextlib.contextmanager
+def explained(scoring: list[str]) -> Iterator[None]:
+    """Turn a failure inside Torch-Pruning into a UserError naming the layer it was handling."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        where = f" at layer {scoring[-1]}" if scoring else ""
+        raise UserError(
+            f"Torch-Pruning cannot follow this architecture{where} ({cause(exc)}); {UNSTRUCTURED_HINT}"
+        ) from exc
+
+
+def group_name(graph: tp.DependencyGraph, group: Iterable) -> str:
+    """The first layer of a group whose output channels it removes (else its root)."""
+    steps = internals.members(graph, group)
+    for step in steps:
+        if step.outputs and isinstance(step.module, internals.ROOT_TYPES):
+            return internals.module_name(graph, step.module, str(step.module))
+    return internals.module_name(graph, steps[0].module, "?")
+
+
+def _failure(model: nn.Module, example: torch.Tensor) -> tuple[str, Exception] | None:
+    """Run the model; on an exception, name the innermost module that had not finished."""
+    entered, finished = [], set()
+    hooks = []
+    for name, module in model.named_modules():
+        hooks.append(module.register_forward_pre_hook(lambda m, a, n=name: entered.append(n)))
+        hooks.append(module.register_forward_hook(lambda m, a, o, n=name: finished.add(n)))
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as exc:
+        failing = [n for n in entered if n and n not in finished]
+        return (failing[-1] if failing else "its own forward"), exc
+    finally:
+        for h in hooks:
+            h.remove()
+    return None
+
+
+def verify(model: nn.Module, example: torch.Tensor, shape: torch.Size) -> None:
+    """Refuse a pruned model that no longer runs, or whose output shape changed."""
+    failed = _failure(model.eval(), example)
+    if failed:
+        where, exc = failed
+        raise UserError(
+            f"Torch-Pruning could not prune this architecture consistently: the pruned model fails in "
+            f"{where} ({cause(exc)}); {UNSTRUCTURED_HINT}"
+        )
+    with torch.no_grad():
+        got = model(example).shape
+    if got != shape:
+        raise UserError(
+            f"structured pruning changed the model's output shape from {tuple(shape)} to {tuple(got)}; "
+            f"{UNSTRUCTURED_HINT}"
+        )
+
+
+def fixed_layer(name: str, reason: str) -> UserError:
+    """A per-layer sparsity asked of a layer that cannot lose output channels."""
+    why = reason.split(":")[0]
+    return UserError(
+        f"layer {name} cannot lose output channels ({why}), so a structured method cannot set its "
+        f"sparsity: drop its per-layer sparsity or {UNSTRUCTURED_HINT}"
+    )
+
+
+def unreached(target: float, reached: float | None, vanished: str | None, overrides: bool) -> UserError:
+    """Why the search ended away from `target`: `reached` is the closest valid sparsity, if any,
+    `vanished` the layer that would have lost every channel on the way, if one did."""
+    if reached is not None and reached > target and overrides:
+        return UserError(
+            f"the per-layer sparsities alone remove {reached:.2f} of the prunable weights, "
+            f"more than the target {target:.2f} (a layer's removed output channels are also the "
+            "next layer's inputs); raise --sparsity or lower the per-layer values"
+        )
+    closest = f"{reached:.3f}" if reached is not None else "none"
+    if vanished is not None:
+        return UserError(
+            f"structured pruning cannot reach sparsity {target:.2f} here: it would remove every "
+            f"channel of layer {vanished} (closest reachable: {closest}); lower --sparsity or "
+            f"{UNSTRUCTURED_HINT}"
+        )
+    return UserError(
+        f"structured pruning reached sparsity {closest}, not {target:.2f}: too few channels of this "
+        f"model can be removed with this criterion; {UNSTRUCTURED_HINT}"
+    )

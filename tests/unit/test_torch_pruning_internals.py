@@ -1,0 +1,186 @@
+"""Each Torch-Pruning internal that pruning/core/structured/internals.py lists still behaves so.
+
+Fails on a version of Torch-Pruning that renamed, removed or changed one of them: run it
+before changing the pin in requirements.txt.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+from pathlib import Path
+
+import pytest
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from pruning.core.structured import internals
+
+REQUIREMENTS = Path(__file__).resolve().parents[2] / "requirements.txt"
+
+
+class Net(nn.Module):
+    """Two conv + BatchNorm blocks and a linear classifier, on 1x8x8 inputs."""
+
+    def __init__(self, groups: int = 1):
+        super().__init__()
+        self.conv1, self.bn1 = nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8)
+        self.conv2, self.bn2 = nn.Conv2d(8, 16, 3, groups=groups), nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = torch.relu(self.bn2(self.conv2(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class Attention(nn.Module):
+    """timm's attention layout: a fused qkv Linear, `num_heads`, heads split by unbind(0)."""
+
+    def __init__(self, dim: int = 16, num_heads: int = 4):
+        super().__init__()
+        self.num_heads, self.qkv, self.proj = num_heads, nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        inner = self.qkv.out_features // 3
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, inner // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(b, n, inner))
+
+
+class Former(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.embed, self.attn, self.fc = nn.Linear(4, 16), Attention(), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.attn(self.embed(x)).mean(1))
+
+
+def seeded(make: type[nn.Module], **kwargs) -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    example = torch.randn(2, 1, 8, 8) if make is Net else torch.randn(2, 5, 4)
+    return make(**kwargs).eval(), example
+
+
+def graph_of(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+    with internals.quiet():
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+
+
+def pruner(model: nn.Module, example: torch.Tensor, **kwargs) -> tp.pruner.BasePruner:
+    kwargs = {"ignored_layers": [model.fc], **internals.fresh_channel_groups(), **kwargs}
+    with internals.quiet():
+        return tp.pruner.BasePruner(model, example, tp.importance.MagnitudeImportance(p=1), **kwargs)
+
+
+def test_the_installed_version_is_the_pinned_one():
+    assert importlib.metadata.version("torch-pruning") == internals.PINNED
+    assert f"torch-pruning=={internals.PINNED}" in REQUIREMENTS.read_text().splitlines()
+
+
+def test_the_graph_names_modules_by_their_qualified_name():
+    model, example = seeded(Net)
+    graph = graph_of(model, example)
+    assert isinstance(graph._module2name, dict)
+    assert internals.module_name(graph, model.conv2, "?") == "conv2"
+    assert internals.module_name(graph, nn.Linear(1, 1), "?") == "?"
+
+
+def test_the_graph_maps_traced_modules_to_nodes_and_the_last_one_feeds_nothing():
+    model, example = seeded(Net)
+    graph = graph_of(model, example)
+    assert all(m in graph.module2node for m in (model.conv1, model.bn1, model.conv2, model.bn2, model.fc))
+    assert {model.conv1, model.conv2, model.fc} <= internals.traced(graph)
+    assert internals.terminal_modules(graph) == {model.fc}
+
+
+def test_tracing_needs_autograd_and_quiet_provides_it():
+    model, example = seeded(Net)
+    with torch.no_grad(), pytest.raises(AssertionError, match="autograd"):
+        tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    with torch.no_grad():  # as under a caller's no_grad: quiet turns autograd back on
+        assert model.conv1 in graph_of(model, example).module2node
+
+
+def test_a_group_lists_each_module_and_the_side_that_loses_channels():
+    model, example = seeded(Net)
+    graph = graph_of(model, example)
+    steps = internals.output_channel_group(graph, model.conv1)
+    assert steps[0] == internals.Member(model.conv1, True)  # the root first
+    assert internals.Member(model.conv2, False) in steps  # conv2 loses the matching inputs
+    assert model.bn1 in {s.module for s in steps}
+    assert internals.Member(model.fc, True) in internals.output_channel_group(graph, model.fc)
+
+
+def test_all_groups_are_rooted_as_the_pruner_roots_them():
+    default = inspect.signature(tp.pruner.BasePruner).parameters["root_module_types"].default
+    assert internals.ROOT_TYPES == tuple(default)
+    model, example = seeded(Net)
+    graph = graph_of(model, example)
+    roots = [group[0].module for group in internals.all_groups(graph, ignored=[model.fc])]
+    assert sorted(roots, key=id) == sorted([model.conv1, model.conv2], key=id)
+
+
+def test_step_consults_the_replaced_importance_for_every_group():
+    model, example = seeded(Net)
+    p = pruner(model, example, pruning_ratio=0.5)
+    graph = internals.dependency_graph(p)
+    scored = []
+    internals.record_scored_groups(p, lambda g: scored.append(internals.members(graph, g)[0].module))
+    p.step()
+    assert sorted(scored, key=id) == sorted([model.conv1, model.conv2], key=id)
+    assert (model.conv1.out_channels, model.conv2.out_channels) == (4, 8)  # the scores were still used
+
+
+def test_step_consults_the_replaced_check_and_skips_what_it_refuses():
+    model, example = seeded(Net)
+    p = pruner(model, example, pruning_ratio=1.0)  # every channel: each group would empty its layer
+    graph = internals.dependency_graph(p)
+    refused = []
+    internals.record_refused_groups(p, lambda g: refused.append(internals.members(graph, g)[0].module))
+    p.step()
+    assert sorted(refused, key=id) == sorted([model.conv1, model.conv2], key=id)
+    assert (model.conv1.out_channels, model.conv2.out_channels) == (8, 16)  # refused: nothing removed
+
+
+def test_num_heads_is_decremented_in_place_as_heads_are_removed():
+    model, example = seeded(Former)
+    qkv = model.attn.qkv
+    p = pruner(
+        model,
+        example,
+        global_pruning=True,
+        pruning_ratio=0.5,
+        num_heads={qkv: 4},
+        prune_num_heads=True,
+        prune_head_dims=False,
+        head_pruning_ratio=0.5,
+    )
+    p.step()
+    assert internals.heads_left(p, qkv) == 2
+    assert qkv.out_features == 3 * 2 * 4  # two whole heads of 4 dims each are left
+
+
+def test_the_default_channel_group_dicts_are_shared_and_filled_by_the_constructor():
+    # The reason search.py passes fresh dicts: without them, one trial's modules stay in the defaults.
+    defaults = inspect.signature(tp.pruner.BasePruner).parameters
+    shared = [defaults["in_channel_groups"].default, defaults["out_channel_groups"].default]
+    before = [dict(d) for d in shared]
+    model, example = seeded(Net, groups=2)
+    try:
+        with internals.quiet():
+            tp.pruner.BasePruner(
+                model, example, tp.importance.MagnitudeImportance(p=1), ignored_layers=[model.fc]
+            )
+        assert all(d.get(model.conv2) == 2 for d in shared)
+    finally:
+        for d, saved in zip(shared, before):
+            d.clear()
+            d.update(saved)
+    fresh = pruner(model, example)
+    assert fresh.out_channel_groups[model.conv2] == 2
+    assert all(model.conv2 not in d for d in shared)
