@@ -49,18 +49,18 @@ def test_every_structured_method_reaches_its_target_by_removing_weights(prepared
     prep = with_method(prepared[model_id], method_id)
     target = 0.4 if model_id == "tinyformer-mnist1d" else 0.5
     result = experiment.run_one(prep, None, prep.config.replace(method=method_id, sparsity=target))
-    assert result["granularity"] == "structured"
-    assert result["sparsity"] == pytest.approx(target, abs=structured.TOLERANCE)
-    dense, pruned = result["dense"], result["pruned"]
-    assert pruned["removed"] is True
+    assert result.granularity == "structured"
+    assert result.sparsity == pytest.approx(target, abs=structured.TOLERANCE)
+    dense, pruned = result.dense, result.pruned
+    assert pruned.removed is True
     # removed, not zeroed: the weights left are (almost all) non-zero and the parameter count fell
-    assert pruned["nonzero_params"] == pytest.approx(pruned["params"], rel=1e-3)
-    assert pruned["params"] < 0.75 * dense["params"]
-    assert pruned["size_bytes"]["dense"] < 0.75 * dense["size_bytes"]
-    assert pruned["flops"] < dense["flops"]
+    assert pruned.nonzero_params == pytest.approx(pruned.params, rel=1e-3)
+    assert pruned.params < 0.75 * dense.params
+    assert pruned.size_bytes.dense < 0.75 * dense.size_bytes
+    assert pruned.flops < dense.flops
     weights = {name: layer.weight.numel() for name, layer in prep.layers.items()}
-    removed = sum(row["sparsity"] * weights[row["name"]] for row in result["layers"])
-    assert removed / sum(weights.values()) == pytest.approx(result["sparsity"])  # the rows add up
+    removed = sum(row["sparsity"] * weights[row["name"]] for row in result.layers)
+    assert removed / sum(weights.values()) == pytest.approx(result.sparsity)  # the rows add up
 
 
 @pytest.mark.parametrize("model_id", SAMPLES)
@@ -114,13 +114,14 @@ def test_a_per_layer_sparsity_is_held_while_the_total_reaches_the_target():
 
 def test_layers_that_cannot_lose_channels_are_listed_with_reasons(prepared):
     result = experiment.run_one(prepared["cnn-digits"], None, prepared["cnn-digits"].config)
-    skipped = {row["name"]: row for row in result["skipped_layers"]}
+    skipped = {row["name"]: row for row in result.details["skipped_layers"]}
     assert set(skipped) == {"features.0.0", "classifier"}
     assert (
         skipped["classifier"]["keeps"] == "outputs" and "model's outputs" in skipped["classifier"]["reason"]
     )
     assert skipped["features.0.0"]["keeps"] == "inputs" and "input" in skipped["features.0.0"]["reason"]
-    assert result["structured"]["trials"] >= 1 and 0 < result["structured"]["channel_ratio"] < 1
+    how = result.details["structured"]
+    assert how["trials"] >= 1 and 0 < how["channel_ratio"] < 1
 
 
 def test_the_same_seed_prunes_the_same_random_channels():
@@ -233,29 +234,31 @@ def test_a_pruned_model_that_no_longer_runs_is_refused_naming_the_module(tmp_pat
 def test_cnn_at_half_the_weights_removed_recovers_dense_accuracy_in_three_epochs(prepared):
     prep = prepared["cnn-digits"]
     result = experiment.run_one(prep, None, prep.config.replace(sparsity=0.5, finetune_epochs=3))
-    assert result["sparsity"] == pytest.approx(0.5, abs=structured.TOLERANCE)
-    assert result["pruned"]["params"] < 0.55 * result["dense"]["params"]
-    assert result["pruned"]["accuracy_before_finetune"] < result["dense"]["accuracy"] - 0.05  # it did hurt
-    assert result["pruned"]["accuracy"] >= result["dense"]["accuracy"] - 0.01
+    dense, pruned = result.dense, result.pruned
+    assert result.sparsity == pytest.approx(0.5, abs=structured.TOLERANCE)
+    assert pruned.params < 0.55 * dense.params
+    assert pruned.accuracy_before_finetune < dense.accuracy - 0.05  # it did hurt
+    assert pruned.accuracy >= dense.accuracy - 0.01
 
 
 @pytest.mark.parametrize(
-    "method_id,pruned_ms,overhead_bound",
+    "method_id,pruned_ms,verdict",
     [
-        ("l1-channel", 8.0, True),  # removed, yet slower than dense: per-call costs dominate
-        ("l1-channel", 0.5, False),  # removed and 8x faster: past half its FLOPs bound
-        ("magnitude", 8.0, False),  # masked: not faster by design, never called overhead-bound
+        ("l1-channel", 8.0, "overhead-bound"),  # removed, yet slower than dense: per-call costs dominate
+        ("l1-channel", 0.5, ""),  # removed and 8x faster: past half its FLOPs bound
+        ("magnitude", 8.0, "masked: not faster"),  # masked: not faster by design, never overhead-bound
     ],
 )
 def test_latency_says_whether_a_removed_model_is_overhead_bound(
-    prepared, monkeypatch, method_id, pruned_ms, overhead_bound
+    prepared, monkeypatch, method_id, pruned_ms, verdict
 ):
     # A fixed clock in place of the timer, so the label does not depend on how busy the machine is.
     monkeypatch.setattr(measure, "latency_ms", lambda models, example: {"dense": 4.0, "pruned": pruned_ms})
     prep = with_method(prepared["mlp-digits"], method_id)
     scores = experiment.importance(prep) if method_id == "magnitude" else None
     result = experiment.run_one(prep, scores, prep.config.replace(method=method_id, latency=True))
-    assert result["pruned"]["removed"] is (method_id == "l1-channel")
-    assert 1.5 < result["theoretical_speedup"] < 4, result["theoretical_speedup"]  # about 2x fewer FLOPs
-    assert result["latency_ms"]["speedup"] == pytest.approx(4.0 / pruned_ms)
-    assert result["latency_ms"]["overhead_bound"] is overhead_bound
+    assert result.removed is (method_id == "l1-channel")
+    assert 1.5 < result.theoretical_speedup < 4, result.theoretical_speedup  # about 2x fewer FLOPs
+    assert result.latency_ms.speedup == pytest.approx(4.0 / pruned_ms)
+    assert result.verdict == verdict
+    assert result.to_dict()["latency_ms"]["overhead_bound"] is (verdict == "overhead-bound")
