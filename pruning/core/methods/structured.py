@@ -1,4 +1,4 @@
-"""Structured criteria: which channel groups to remove physically (see pruning/core/structured.py).
+"""Structured criteria: which channel groups to remove physically (see pruning/core/structured/).
 
 Each method turns its options into a Torch-Pruning importance object, which scores
 whole coupled groups (a filter, its BatchNorm channel, the next layer's inputs).
