@@ -14,6 +14,10 @@ from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Only there to stop a hung command, never to judge speed: a sweep that takes 10 s alone passed 120 s
+# on a busy 2-core machine, and every test of the CLI module errored with it.
+TIMEOUT = 600.0
+
 # Tests run on small shared machines: one intra-op thread per process keeps OpenMP threads from
 # spinning against each other (a 2-thread fine-tune ran 6x slower than 1 thread on a busy 2-core box).
 # The environment variable reaches the CLI and worker subprocesses too.
@@ -58,7 +62,7 @@ class Cli:
     def command(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "pruning", *args]
 
-    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    def __call__(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
         return subprocess.run(self.command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
     def start(self, *args: str) -> subprocess.Popen:

@@ -12,8 +12,9 @@ from streamlit.testing.v1 import AppTest
 from pruning.runs.store import RunRecord, Store
 
 
-def wait_done(store: Store, ids: list[str], timeout: float = 180.0) -> list[RunRecord]:
-    """Poll the store (reaping dead workers) until every run is done."""
+def wait_done(store: Store, ids: list[str], timeout: float = 600.0) -> list[RunRecord]:
+    """Poll the store (reaping dead workers) until every run is done; the timeout only stops a hung
+    worker (sized for a loaded 2-core machine), it never judges speed."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         store.reap()

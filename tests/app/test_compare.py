@@ -21,10 +21,14 @@ def test_every_size_measure_draws_a_curve_per_method(app, seeded, x) -> None:
     assert not at.exception
     (figure,) = figures(at)
     names = [trace.get("name") for trace in figure["data"]]
-    assert {"magnitude", "random", "Pareto frontier", "dense model"} <= set(names) or x == "latency_ms"
-    if x == "latency_ms":  # only one seeded run measured latency: the others are left out, and said so
-        assert "run(s) without a measured latency" in texts(at)
-        assert names.count("magnitude · ft 1") == 1
+    if x == "latency_ms":  # only one seeded run measured latency: the other three are left out, and said so
+        assert "3 run(s) without a measured latency per batch (ms) are left out." in texts(at)
+        assert sorted(names) == ["Pareto frontier", "dense model", "magnitude · ft 1"]
+        (curve,) = (t for t in figure["data"] if t.get("name") == "magnitude · ft 1")
+        assert curve["customdata"] == [r.id for r in seeded.runs(status="succeeded") if r.config["latency"]]
+    else:
+        assert {"magnitude", "random", "magnitude · ft 1", "Pareto frontier", "dense model"} <= set(names)
+        assert "left out" not in texts(at)
     if x == "compression_ratio":
         assert figure["layout"]["xaxis"]["type"] == "log"
 

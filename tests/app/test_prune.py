@@ -7,7 +7,7 @@ import re
 import pytest
 
 from pruning.core import methods
-from pruning.runs import launch, sensitivity
+from pruning.runs import sensitivity, submit
 from tests.app.helpers import array, figures, texts, wait_done
 
 
@@ -38,14 +38,34 @@ def test_link_reproduces_the_view(app, empty) -> None:
     assert "70.0% (target 70.0%)" in texts(at)
 
 
+# The default model is an MLP: a method it cannot serve says why and what to use instead.
+NO_PREVIEW = {
+    "bn-scale": "bn-scale ranks channels by their BatchNorm scale and this model has no BatchNorm layer; "
+    "use l1-channel or taylor-channel",
+}
+
+
 @pytest.mark.parametrize("method_id", sorted(methods.METHODS))
 def test_every_method_gets_its_controls(app, empty, method_id) -> None:
     method = methods.get(method_id)
     at = app(method=method_id)
     keys = {w.key for kind in ("number_input", "checkbox", "selectbox") for w in at.get(kind)}
     assert {f"option-{method_id}-{p.name}" for p in method.params} <= keys
-    # a method the engine cannot preview yet says so; it never crashes the page
-    assert "nominal sparsity" in texts(at) or at.error
+    if method_id in NO_PREVIEW:
+        assert [e.value for e in at.error] == [NO_PREVIEW[method_id]]
+        assert not figures(at)
+        return
+    assert not at.error, [e.value for e in at.error]
+    (bars,) = figures(at)[0]["data"]
+    assert array(bars["x"]) == ["fc1", "fc2", "fc3"]
+    assert all(0 < s < 1 for s in array(bars["y"]))  # every layer is pruned, none emptied
+    assert achieved(at) == pytest.approx(0.5, abs=0.01)  # the slider's default
+
+
+def test_bn_scale_previews_a_model_with_batchnorm(app, empty) -> None:
+    at = app(model="cnn-digits", method="bn-scale")
+    assert not at.error, [e.value for e in at.error]
+    assert achieved(at) == pytest.approx(0.5, abs=0.05)  # whole channels: near the target, not on it
 
 
 @pytest.mark.parametrize(
@@ -137,7 +157,7 @@ def achieved(at) -> float:
 
 
 def test_allocate_from_sensitivity_fills_the_overrides(app, empty) -> None:
-    table = sensitivity.analyse(launch.sensitivity_config("mlp-digits", "magnitude"), store=empty)
+    table = sensitivity.analyse(submit.analysis_config("mlp-digits", "magnitude"), store=empty)
     at = app()
     at.slider(key="sparsity").set_value(0.8)
     at.session_state["overrides-mlp-digits"] = {  # typed earlier: the allocation replaces it

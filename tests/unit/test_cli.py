@@ -25,6 +25,8 @@ from pruning.cli import main as cli_main
 from pruning.core import masks, models
 from pruning.runs.store import Store
 
+pytestmark = pytest.mark.slow  # the module fixture runs ~20 CLI commands: about a minute on 2 cores
+
 RUN = ["run", "--model", "mlp-digits", "--method", "magnitude", "--quiet"]
 SWEEP = ["sweep", "--model", "mlp-digits", "--methods", "magnitude,random", "--sparsities", "0.3,0.7"]
 

@@ -54,6 +54,7 @@ def test_a_removed_model_exports_weights_results_program_and_onnx(pruned, export
     assert {k: v.shape for k, v in weights.items()} == {k: v.shape for k, v in model.state_dict().items()}
 
 
+@pytest.mark.slow  # a fresh interpreter per model, to prove plain PyTorch loads the program
 def test_the_pt2_program_gives_the_same_outputs_with_plain_pytorch(pruned, exported, tmp_path):
     _, model, x = pruned
     files = exported

@@ -43,6 +43,7 @@ def test_report_is_self_contained_and_honest(lab: Path, tmp_path: Path) -> None:
     assert "does not exist" in html  # the failed run says why
 
 
+@pytest.mark.slow  # a CLI subprocess: Python and torch start-up
 def test_cli_report(lab: Path, tmp_path: Path, cli) -> None:
     with Store(lab) as store:
         ids = [r.id for r in store.runs(status="succeeded")][:2]

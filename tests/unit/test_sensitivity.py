@@ -11,7 +11,7 @@ from torch.nn.utils import prune
 
 from pruning.core import masks, measure
 from pruning.errors import UserError
-from pruning.runs import experiment, sensitivity
+from pruning.runs import experiment
 from pruning.runs.config import RunConfig
 from pruning.runs.sensitivity import Sensitivity, allocate, analyse
 from pruning.runs.store import Store
@@ -69,8 +69,8 @@ def test_tiny_model_by_hand(tiny, tmp_path):
     # the allocation, used as per-layer overrides, beats the same sparsity spread evenly
     planned = experiment.run(tiny.replace(sparsity=0.7, layer_sparsity=tuple(allocation.items())))
     uniform = experiment.run(tiny.replace(sparsity=0.7, scope="layer"))
-    assert planned["sparsity"] == pytest.approx(0.7, abs=0.01)
-    assert planned["pruned"]["accuracy"] > uniform["pruned"]["accuracy"] + 0.1
+    assert planned.sparsity == pytest.approx(0.7, abs=0.01)
+    assert planned.pruned.accuracy > uniform.pruned.accuracy + 0.1
 
 
 def test_rows_match_torch_prune_on_one_layer_at_a_time():
@@ -82,7 +82,7 @@ def test_rows_match_torch_prune_on_one_layer_at_a_time():
         prune.l1_unstructured(masks.prunable_layers(reference)[row["layer"]], "weight", amount=row["level"])
         accuracy = measure.accuracy(reference, prep.data.test)
         assert row["accuracy"] == accuracy, row
-        assert row["accuracy_drop"] == pytest.approx(prep.dense["accuracy"] - accuracy)
+        assert row["accuracy_drop"] == pytest.approx(prep.dense.accuracy - accuracy)
 
 
 def test_second_call_comes_from_the_cache_until_an_input_changes(tiny, tmp_path):
@@ -161,6 +161,7 @@ def test_allocation_hits_the_target_on_measured_curves():
         allocate(result, 0.95)
 
 
+@pytest.mark.slow  # three CLI subprocesses
 def test_cli_sensitivity_and_allocate(cli, tiny, tmp_path):
     store = str(tmp_path / "lab")
     common = ["--model", tiny.model, "--data", tiny.data, "--method", "magnitude", "--store", store]
@@ -180,5 +181,9 @@ def test_cli_sensitivity_and_allocate(cli, tiny, tmp_path):
     assert done.stderr.strip().splitlines()[-1].startswith("error: target sparsity 0.95 is beyond")
 
 
-def test_default_levels():
-    assert sensitivity.DEFAULT_LEVELS == pytest.approx(tuple(LEVELS))
+def test_default_levels_prune_every_layer_on_an_increasing_grid(tiny):
+    result = analyse(tiny)
+    levels = list(result.levels)
+    assert len(levels) >= 5  # enough points for an allocation to choose between
+    assert all(0 < low < high < 1 for low, high in zip(levels, levels[1:]))
+    assert [(r["layer"], r["level"]) for r in result.rows] == [(n, level) for n in "01" for level in levels]
