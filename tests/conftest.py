@@ -65,12 +65,6 @@ class Cli:
     def __call__(self, *args: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
         return subprocess.run(self.command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
-    def start(self, *args: str) -> subprocess.Popen:
-        """Start without waiting (several commands can then run side by side)."""
-        return subprocess.Popen(
-            self.command(*args), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-        )
-
 
 @pytest.fixture(scope="session")
 def cli() -> Cli:

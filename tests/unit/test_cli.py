@@ -290,3 +290,27 @@ def test_a_killed_worker_is_reported_failed_by_runs(session):
     (row,) = json.loads(answer(session, "reap").stdout)
     assert (row["run_id"], row["status"]) == (run_id, "failed")
     assert f"worker process {pid} exited" in row["error"]
+
+
+@pytest.mark.parametrize("where", ["before the command", "after the command"])
+def test_debug_shows_the_traceback_wherever_it_is_given(store_dir, capsys, where):
+    args = [
+        "run",
+        "--model",
+        "nosuch",
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--store",
+        str(store_dir),
+    ]
+    assert cli_main(args) == 2
+    quiet = capsys.readouterr().err
+    assert (
+        quiet == "error: unknown model 'nosuch': use one of mlp-digits, cnn-digits, resnet-mnist1d, "
+        "tinyformer-mnist1d or path/to/file.py:function\n"
+    )
+    assert cli_main(["--debug", *args] if where == "before the command" else [*args, "--debug"]) == 2
+    loud = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in loud and loud.endswith(quiet)

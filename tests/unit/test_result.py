@@ -7,25 +7,12 @@ import json
 
 import pytest
 
-from pruning.runs import preview
-from pruning.runs.config import RunConfig
 from pruning.runs.result import MASKED, OVERHEAD_BOUND, RunResult
 
-MLP = RunConfig(model="mlp-digits", method="magnitude", sparsity=0.8, latency=False)
 REQUIRED = {
     "run_id", "status", "model", "method", "granularity", "scope", "target_sparsity", "sparsity",
     "dense", "pruned", "latency_ms", "layers",
 }  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def masked() -> RunResult:
-    return preview.preview(MLP)
-
-
-@pytest.fixture(scope="module")
-def removed() -> RunResult:
-    return preview.preview(MLP.replace(method="l1-channel", sparsity=0.5))
 
 
 def test_the_json_has_every_required_key_and_reads_back_unchanged(masked):

@@ -131,7 +131,9 @@ def test_lottery_trains_from_scratch_with_the_seed():
     config = RunConfig("mlp-digits", "random", 0.5, schedule="lottery", finetune_epochs=2, latency=False)
     first, again = experiment.run(config), experiment.run(config)
     assert first.pruned.accuracy == again.pruned.accuracy
-    assert first.details["schedule_trace"]["dense_accuracy"] == again.details["schedule_trace"]["dense_accuracy"]
+    assert (
+        first.details["schedule_trace"]["dense_accuracy"] == again.details["schedule_trace"]["dense_accuracy"]
+    )
 
 
 def test_lottery_needs_two_epochs():

@@ -8,22 +8,10 @@ import pytest
 
 from pruning.errors import UserError
 from pruning.present import views
-from pruning.runs import preview
 from pruning.runs.config import RunConfig
-from pruning.runs.result import RunResult
 from pruning.runs.store import Store
 
 MLP = RunConfig(model="mlp-digits", method="magnitude", sparsity=0.8, latency=False)
-
-
-@pytest.fixture(scope="module")
-def masked() -> RunResult:
-    return preview.preview(MLP)
-
-
-@pytest.fixture(scope="module")
-def removed() -> RunResult:
-    return preview.preview(MLP.replace(method="l1-channel", sparsity=0.5))
 
 
 def test_masked_run_is_labelled_not_faster(masked) -> None:
