@@ -42,3 +42,18 @@ def test_sidebar_cancel_button_cancels_a_job(app, empty) -> None:
     at.sidebar.button(key=f"cancel-{run_id}").click().run()
     assert empty.get(run_id).status == "cancelled"
     assert f"{run_id}` — cancelled" in texts(at)  # now among the finished runs
+
+
+def test_a_sensitivity_analysis_is_a_job_in_the_sidebar_that_survives_a_reload(app, empty) -> None:
+    config = {"model": "mlp-digits", "method": "magnitude", "sparsity": 0.0, "options": {}, "levels": [0.5]}
+    job_id = empty.create_run(config, kind="sensitivity")
+    empty.mark_running(job_id, pid=os.getpid())
+    empty.set_progress(job_id, 0.5, "layer fc2")
+    at = app("layers")  # a fresh session: what it shows comes from the store
+    (bar,) = at.sidebar.get("progress")
+    assert bar.value == 50 and "sensitivity · mlp-digits · magnitude" in bar.proto.text
+    assert any(
+        "Analysing mlp-digits with magnitude: layer fc2" in p.proto.text for p in at.main.get("progress")
+    )
+    at.sidebar.button(key=f"cancel-{job_id}").click().run()
+    assert empty.get(job_id).cancel_requested
