@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import traceback
 
+from pruning.cli import output
 from pruning.cli.parser import parser
 from pruning.errors import UserError
 
@@ -15,7 +16,8 @@ from pruning.errors import UserError
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        with output.own_stdout():  # a user's model file that prints cannot corrupt --json output
+            args.func(args)
     except UserError as exc:
         if args.debug:
             traceback.print_exc()

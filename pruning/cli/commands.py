@@ -101,7 +101,7 @@ def models(args: Namespace) -> None:
     if args.json:
         return output.print_json(rows)
     for r in rows:
-        print(f"{r['id']:<22} {r['dataset']:<9} {r['params']:>9} params  {r['description']}")
+        output.say(f"{r['id']:<22} {r['dataset']:<9} {r['params']:>9} params  {r['description']}")
 
 
 def methods(args: Namespace) -> None:
@@ -110,7 +110,7 @@ def methods(args: Namespace) -> None:
         return output.print_json(rows)
     for r in rows:
         opts = ", ".join(f"{p['name']}={p['default']}" for p in r["params"])
-        print(f"{r['id']:<15} {r['granularity']:<13} {r['label']}{f'  [{opts}]' if opts else ''}")
+        output.say(f"{r['id']:<15} {r['granularity']:<13} {r['label']}{f'  [{opts}]' if opts else ''}")
 
 
 def run(args: Namespace) -> None:
@@ -152,11 +152,11 @@ def runs(args: Namespace) -> None:
     for row in rows:
         accuracy = f"{row['accuracy']:.4f}" if row["accuracy"] is not None else "-"
         target = row["target_sparsity"] if row["kind"] == "run" else row["kind"]
-        print(
+        output.say(
             f"{row['run_id']}  {row['status']:<9} {row['model']:<20} {row['method']:<14} {target!s:<11} ",
             end="",
         )
-        print(accuracy)
+        output.say(accuracy)
 
 
 def _record(store: Store, run_id: str) -> RunRecord:
@@ -186,7 +186,7 @@ def cancel(args: Namespace) -> None:
     if r.done:
         raise UserError(f"run {r.id} already {r.status}; nothing to cancel")
     store.request_cancel(r.id)
-    print(f"cancellation requested for {r.id}")
+    output.say(f"cancellation requested for {r.id}")
 
 
 def report(args: Namespace) -> None:
@@ -194,7 +194,7 @@ def report(args: Namespace) -> None:
 
     store = Store(args.store)
     html_report.write([_record(store, i) for i in args.run_ids], args.out)
-    print(args.out)
+    output.say(args.out)
 
 
 def _analyse(args: Namespace) -> analysis.Sensitivity:
@@ -222,11 +222,11 @@ def sensitivity(args: Namespace) -> None:
     result = _analyse(args)
     if args.json:
         return output.print_json(result.to_dict())
-    print(f"accuracy drop in points when only that layer is pruned (dense {result.dense_accuracy:.4f})")
-    print(f"{'layer':<24} {'weights':>8} " + " ".join(f"{level:>6.2f}" for level in result.levels))
+    output.say(f"accuracy drop in points when only that layer is pruned (dense {result.dense_accuracy:.4f})")
+    output.say(f"{'layer':<24} {'weights':>8} " + " ".join(f"{level:>6.2f}" for level in result.levels))
     for name, count in result.layers.items():
         drops = " ".join(f"{100 * d:>6.2f}" for d in result.drops(name))
-        print(f"{name:<24} {count:>8} {drops}")
+        output.say(f"{name:<24} {count:>8} {drops}")
 
 
 def allocate(args: Namespace) -> None:
@@ -238,6 +238,6 @@ def allocate(args: Namespace) -> None:
         out = {"model": result.model, "method": result.method, "target_sparsity": float(args.sparsity)}
         return output.print_json({**out, "sparsity": achieved, "layer_sparsity": allocation})
     for name, value in allocation.items():
-        print(f"{name:<24} {counts[name]:>8} weights  sparsity {value:.4f}")
-    print(f"overall sparsity {achieved:.4f} (target {args.sparsity}); run it with:")
-    print(" ".join(f"--layer-sparsity {n}={s}" for n, s in allocation.items()))
+        output.say(f"{name:<24} {counts[name]:>8} weights  sparsity {value:.4f}")
+    output.say(f"overall sparsity {achieved:.4f} (target {args.sparsity}); run it with:")
+    output.say(" ".join(f"--layer-sparsity {n}={s}" for n, s in allocation.items()))

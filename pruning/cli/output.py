@@ -1,14 +1,40 @@
-"""What the command line prints: a progress bar on standard error, results on standard output."""
+"""What the command line prints: a progress bar on standard error, results on standard output.
+
+While a command runs, anything else that prints (a user's model or data file, a library) goes to
+standard error (`own_stdout`), so standard output carries only what `say` writes: `--json` output
+stays JSON whatever the user's code does.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from pruning.runs.result import RunResult
+
+_stdout = sys.stdout  # where `say` writes: the real standard output while `own_stdout` is active
+
+
+@contextlib.contextmanager
+def own_stdout() -> Iterator[None]:
+    """Send every other print to standard error while the block runs; `say` keeps standard output."""
+    global _stdout
+    real, _stdout = _stdout, sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _stdout = real
+
+
+def say(*parts: Any, end: str = "\n") -> None:
+    """A line of the command's own output, on standard output."""
+    print(*parts, end=end, file=_stdout, flush=True)
 
 
 class ProgressBar:
@@ -41,7 +67,7 @@ def _json_default(value: Any) -> Any:
 
 
 def print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=_json_default))
+    say(json.dumps(value, indent=2, default=_json_default))
 
 
 def print_result(result: RunResult) -> None:
@@ -49,24 +75,24 @@ def print_result(result: RunResult) -> None:
     d, p, lat = result.dense, result.pruned, result.latency_ms
     kind = "removed" if p.removed else "masked (zeros stored; not faster)"
     speed = f"{lat.speedup:.2f}x measured" if lat.speedup else "not measured"
-    print(
+    say(
         f"{result.run_id}  {result.model}  {result.method}  sparsity {result.sparsity:.3f} "
         f"(target {result.target_sparsity:.3f}, {kind})"
     )
-    print(
+    say(
         f"  accuracy  {d.accuracy:.4f} dense -> {p.accuracy_before_finetune:.4f} pruned "
         f"-> {p.accuracy:.4f} fine-tuned"
     )
-    print(
+    say(
         f"  params    {d.params} dense, {p.params} present, {p.nonzero_params} non-zero "
         f"(compression {result.compression_ratio:.2f}x)"
     )
-    print(
+    say(
         f"  bytes     {p.size_bytes.dense} file, {p.size_bytes.sparse} sparse encoding, "
         f"{p.size_bytes.gzip} gzip (dense file {d.size_bytes})"
     )
-    print(f"  speed     {speed} at batch {lat.batch_size}; FLOPs bound {result.theoretical_speedup:.2f}x")
+    say(f"  speed     {speed} at batch {lat.batch_size}; FLOPs bound {result.theoretical_speedup:.2f}x")
 
 
 def print_failure(outcome: dict[str, Any]) -> None:
-    print(f"{outcome['run_id']}  {outcome['status']}: {outcome.get('error', '')}")
+    say(f"{outcome['run_id']}  {outcome['status']}: {outcome.get('error', '')}")

@@ -314,3 +314,16 @@ def test_debug_shows_the_traceback_wherever_it_is_given(store_dir, capsys, where
     assert cli_main(["--debug", *args] if where == "before the command" else [*args, "--debug"]) == 2
     loud = capsys.readouterr().err
     assert "Traceback (most recent call last)" in loud and loud.endswith(quiet)
+
+
+def test_a_model_file_that_prints_cannot_corrupt_json_output(tmp_path, capsys):
+    source = tmp_path / "chatty.py"
+    source.write_text(
+        "from torch import nn\nprint('importing chatty')\n"
+        "def make():\n    print('number of parameters: 650')\n    return nn.Linear(64, 10)\n"
+    )
+    args = ["run", "--model", f"{source}:make", "--data", "digits", "--method", "magnitude"]
+    assert cli_main([*args, "--sparsity", "0.5", "--json", "--quiet", "--store", str(tmp_path / "lab")]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["status"] == "succeeded"
+    assert "importing chatty" in captured.err and "number of parameters: 650" in captured.err
