@@ -62,14 +62,41 @@ def layer_flops(model: nn.Module, example: torch.Tensor) -> tuple[int, dict[str,
     return counter.get_total_flops(), per_module
 
 
+def prunable_flops(model: nn.Module, layers: Mapping[str, nn.Module], per_module: Mapping[str, int]) -> dict:
+    """FLOPs per prunable layer (as `masks.prunable_layers` names them), counting every module that
+    uses the layer's weight: a tied weight is pruned once but multiplied wherever it is used."""
+    owner = {id(m.weight): name for name, m in layers.items()}
+    flops = dict.fromkeys(layers, 0)
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor) and id(weight) in owner:
+            flops[owner[id(weight)]] += per_module.get(name, 0)
+    return flops
+
+
 def effective_flops(total: int, per_layer: Mapping[str, int], density: Mapping[str, float]) -> int:
     """FLOPs with each masked layer's share scaled by the fraction of its weights kept."""
     return round(total - sum(per_layer.get(name, 0) * (1.0 - d) for name, d in density.items()))
 
 
+def state_dict_for_file(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's own state_dict keys, each with its own storage: safetensors refuses tensors that
+    share memory, as tied weights do (an embedding and its output head). Loading the file back into
+    a fresh copy of the model, strictly, restores the tie: both keys carry the same values."""
+    seen: set[int] = set()
+    state = {}
+    for key, value in model.state_dict().items():
+        value = value.detach()
+        pointer = value.untyped_storage().data_ptr() if value.numel() else None
+        state[key] = value.clone() if pointer in seen else value.contiguous()
+        if pointer is not None:
+            seen.add(pointer)
+    return state
+
+
 def state_bytes(model: nn.Module) -> bytes:
     """The model's state_dict as a safetensors file (what a user would ship)."""
-    return save({k: v.detach().contiguous() for k, v in model.state_dict().items()})
+    return save(state_dict_for_file(model))
 
 
 def sparse_bytes(model: nn.Module) -> int:

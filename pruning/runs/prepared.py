@@ -83,7 +83,8 @@ def prepare(config: RunConfig, loaded: Loaded | None = None) -> Prepared:
     """`load` (unless given) plus the dense model's measurements every run of the group compares to."""
     loaded = loaded or load(config)
     model, data = loaded.model, loaded.data
-    total, per_layer = measure.layer_flops(model, loaded.example[:1])
+    total, per_module = measure.layer_flops(model, loaded.example[:1])
+    per_layer = measure.prunable_flops(model, loaded.layers, per_module)
     accuracy, per_class = measure.evaluate(model, data.test, data.num_classes)
     dense = Dense(
         accuracy=accuracy,

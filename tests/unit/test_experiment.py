@@ -138,3 +138,49 @@ def test_latency_is_measured_dense_and_pruned_in_the_same_run():
     latency = result.latency_ms
     assert latency.batch_size == 16 and latency.dense > 0 and latency.pruned > 0
     assert latency.speedup == pytest.approx(latency.dense / latency.pruned)
+
+
+TIED_MODEL = """
+import torch
+from torch import nn
+
+class Tied(nn.Module):
+    '''Two uses of one weight, as a GPT ties its embedding and output head.'''
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Linear(64, 64)
+        self.b = nn.Linear(64, 64)
+        self.b.weight = self.a.weight
+        self.out = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.b(torch.relu(self.a(x)))))
+
+def make():
+    torch.manual_seed(0)
+    return Tied()
+"""
+
+
+def test_a_tied_weight_is_pruned_once_counted_once_and_exported_with_its_tie(tmp_path):
+    (tmp_path / "tied.py").write_text(TIED_MODEL)
+    spec = f"{tmp_path / 'tied.py'}:make"
+    config = RunConfig(spec, "magnitude", 0.5, data="digits", latency=False, export=str(tmp_path / "out"))
+    result = experiment.run(config)
+    assert [r["name"] for r in result.layers] == ["a", "out"]  # one prunable tensor for a and b
+    assert result.sparsity == pytest.approx(0.5, abs=1e-3)
+    assert result.dense.params == 64 * 64 + 64 + 64 + 64 * 10 + 10  # the shared weight once
+    rows = {r["name"]: r for r in result.layers}
+    assert rows["a"]["dense_flops"] == 2 * (2 * 64 * 64)  # both uses multiply
+    from safetensors.torch import load_file
+
+    from pruning.core import models
+
+    fresh = models.build(spec)
+    fresh.load_state_dict(load_file(tmp_path / "out" / "model.safetensors"))  # strict, same keys
+    assert fresh.b.weight is fresh.a.weight
+    prep = experiment.prepare(config)
+    pruned = experiment.prune(prep, experiment.importance(prep), config)
+    x = torch.randn(5, 64)
+    torch.testing.assert_close(fresh(x), pruned.model(x), atol=3e-7, rtol=0)
