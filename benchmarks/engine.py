@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from benchmarks.common import emit, timed
-from pruning.core import masks, measure, methods, models
+from pruning.core import masks, methods, models
 from pruning.runs import experiment
 from pruning.runs.config import RunConfig
 from pruning.runs.prepared import Prepared
@@ -62,7 +62,7 @@ def sweep_round(configs: list[RunConfig], evaluate: Callable[[], object]) -> tup
 
 def sweep_vs_eval(model_id: str, prep: Prepared) -> None:
     configs = [RunConfig(model=model_id, method="magnitude", sparsity=s, latency=False) for s in LEVELS]
-    evaluate = lambda: measure.evaluate(prep.model, prep.data.test, prep.data.num_classes)
+    evaluate = lambda: prep.data.evaluate(prep.model, prep.data.test)
     sweeps, evaluations = zip(*(sweep_round(configs, evaluate) for _ in range(SWEEP_ROUNDS)))
     ratio = statistics.median(s / e for s, e in zip(sweeps, evaluations))
     sweep_s, eval_s = statistics.median(sweeps), statistics.median(evaluations)

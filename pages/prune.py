@@ -12,8 +12,8 @@ import os
 
 import pandas as pd
 
-from pages.shared import ui
-from pruning.core import methods, models
+from pages.shared import sources, ui
+from pruning.core import methods
 from pruning.errors import UserError
 from pruning.present import charts, views
 from pruning.runs import preview, sensitivity, submit
@@ -35,8 +35,12 @@ def live_preview(base: RunConfig, method: methods.Method, options: dict) -> None
         return
     dense, pruned = result.dense, result.pruned
     a, b, c = st.columns(3)
-    change = f"{pruned.accuracy - dense.accuracy:+.2%} vs dense {dense.accuracy:.2%}"
-    a.metric("accuracy (pruned)", f"{pruned.accuracy:.2%}", change)
+    if result.metric == "accuracy":
+        change = f"{pruned.metric - dense.metric:+.2%} vs dense {dense.metric:.2%}"
+        a.metric("accuracy (pruned)", f"{pruned.metric:.2%}", change)
+    else:  # perplexity or mse: lower is better
+        change = f"{pruned.metric - dense.metric:+.4g} vs dense {dense.metric:.4g}"
+        a.metric(f"{result.metric} (pruned)", f"{pruned.metric:.4g}", change, delta_color="inverse")
     b.metric("non-zero params", f"{pruned.nonzero_params:,}", help="counted in the pruned model")
     c.metric("params present", f"{pruned.params:,}", help=f"dense model: {dense.params:,}")
     ui.honest(result, preview=True)
@@ -77,8 +81,8 @@ left, right = st.columns([2, 3], gap="large")
 base, layers = None, {}
 with left:
     # Ids, not labels, in the widgets: they are what the URL (query parameters) carries.
-    model = st.selectbox("Model", list(models.SAMPLE_MODELS), key="model", bind="query-params")
-    st.caption(models.SAMPLE_MODELS[model].description)
+    model = sources.model_picker()
+    weights, data = sources.weights_and_data(model)
     ids = list(methods.METHODS)
     default = ids.index("magnitude") if "magnitude" in ids else 0
     method = methods.get(st.selectbox("Method", ids, default, key="method", bind="query-params"))
@@ -90,7 +94,8 @@ with left:
     )  # fmt: skip
     try:
         options = method.options(options)
-        base = RunConfig(model, method.id, 0.5, scope=scope, options=tuple(sorted(options.items())))
+        base = RunConfig(model, method.id, 0.5, data=data, weights=weights, scope=scope)
+        base = base.replace(options=tuple(sorted(options.items())))
         with st.spinner("Loading the model and its data…"):
             layers = preview.layers(base)
     except UserError as exc:

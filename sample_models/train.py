@@ -14,7 +14,7 @@ import time
 import torch
 from safetensors.torch import save_file
 
-from pruning.core import data, measure
+from pruning.core import data
 from pruning.core.train import TrainConfig, fit
 from sample_models.registry import SAMPLE_MODELS
 
@@ -29,7 +29,7 @@ def train(model_id: str) -> dict:
     seconds = time.perf_counter() - start
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, spec.weights)
-    accuracy = measure.accuracy(model, dataset.test)
+    accuracy = dataset.evaluate(model, dataset.test).metric
     return {"model": model_id, "accuracy": round(accuracy, 4), "train_seconds": round(seconds, 1)}
 
 

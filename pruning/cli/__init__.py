@@ -10,13 +10,15 @@ import traceback
 
 from pruning.cli import output
 from pruning.cli.parser import parser
+from pruning.core import lab
 from pruning.errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        with output.own_stdout():  # a user's model file that prints cannot corrupt --json output
+        # a user's model file that prints cannot corrupt --json output; workers inherit the lab file
+        with output.own_stdout(), lab.activated(getattr(args, "lab", None), args.store):
             args.func(args)
     except UserError as exc:
         if args.debug:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
+from pathlib import Path
 
 from pruning.cli import output
 from pruning.cli.output import ProgressBar
+from pruning.core import lab
 from pruning.core import methods as registry
 from pruning.core import models as sources
 from pruning.errors import UserError
@@ -98,10 +100,25 @@ def models(args: Namespace) -> None:
         }
         for m in sources.SAMPLE_MODELS.values()
     ]
+    rows += [_lab_row(m) for m in lab.active().models.values()]
     if args.json:
         return output.print_json(rows)
     for r in rows:
-        output.say(f"{r['id']:<22} {r['dataset']:<9} {r['params']:>9} params  {r['description']}")
+        params = f"{r['params']:>9} params" if r["params"] is not None else f"{'?':>9} params"
+        output.say(f"{r['id']:<22} {r['dataset'] or '-':<9} {params}  {r['description']}")
+
+
+def _lab_row(entry: lab.LabModel) -> dict:
+    """A lab model's row; an entry that cannot be built shows why instead of its size."""
+    try:
+        params, error = sum(p.numel() for p in sources.build(entry.id).parameters()), None
+    except UserError as exc:
+        params, error = None, str(exc)
+    description = f"{entry.title} (lab: {entry.source})" + (f"; cannot build: {error}" if error else "")
+    dataset = sources.default_dataset(entry.id)  # an id, or a file shown by its name
+    shown = Path(dataset).name if dataset else None
+    return {"id": entry.id, "description": description, "dataset": shown, "params": params,
+            "label": entry.title, "lab": True, "error": error}  # fmt: skip
 
 
 def methods(args: Namespace) -> None:

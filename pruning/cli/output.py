@@ -80,8 +80,8 @@ def print_result(result: RunResult) -> None:
         f"(target {result.target_sparsity:.3f}, {kind})"
     )
     say(
-        f"  accuracy  {d.accuracy:.4f} dense -> {p.accuracy_before_finetune:.4f} pruned "
-        f"-> {p.accuracy:.4f} fine-tuned"
+        f"  {result.metric:<9} {d.metric:.4f} dense -> {p.metric_before_finetune:.4f} pruned "
+        f"-> {p.metric:.4f} fine-tuned"
     )
     say(
         f"  params    {d.params} dense, {p.params} present, {p.nonzero_params} non-zero "

@@ -23,6 +23,7 @@ def _source(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options naming what to prune: model, data, weights, method options, seed."""
     source = argparse.ArgumentParser(add_help=False, parents=[parent])
     source.add_argument("--model", required=True)
+    source.add_argument("--lab", metavar="FILE", help="lab file of your models and datasets (lab.toml)")
     source.add_argument("--data")
     source.add_argument("--weights")
     source.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="method option")
@@ -52,7 +53,9 @@ def parser() -> argparse.ArgumentParser:
     common = _common()
     source = _source(common)
     runner = _runner(source)
-    sub.add_parser("models", parents=[common], help="list sample models").set_defaults(func=commands.models)
+    listing = sub.add_parser("models", parents=[common], help="list sample and lab models")
+    listing.add_argument("--lab", metavar="FILE", help="lab file of your models and datasets (lab.toml)")
+    listing.set_defaults(func=commands.models)
     sub.add_parser("methods", parents=[common], help="list pruning methods").set_defaults(
         func=commands.methods
     )

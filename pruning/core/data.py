@@ -2,6 +2,10 @@
 
 A dataset is always materialised as tensors (`Split`), because every dataset we
 ship is small and pruning experiments evaluate the same test set many times.
+Integer inputs (token ids) stay integer; float targets mean regression (see `tasks`).
+
+Every dataset also has a `validation` split for choices made from data (sensitivity,
+allocation): a seeded tenth of the training split. The test split is only for reporting.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from pruning.core import lab, tasks
+from pruning.core.tasks import CLASSIFICATION, Evaluation, Task
 from pruning.errors import UserError
 
 
@@ -36,18 +43,52 @@ class Split:
         )
 
 
+VALIDATION_SHARE = 0.1
+VALIDATION_SEED = 0
+
+
 @dataclass(frozen=True)
 class Data:
     name: str
     train: Split
     test: Split
-    num_classes: int
+    num_classes: int  # 0 unless the task is classification
+    task: Task = CLASSIFICATION
+    validation: Split | None = None  # a seeded share of `train`, for choices made from data
+
+    def evaluate(self, model: nn.Module, split: Split, limit: int | None = None) -> Evaluation:
+        """The task's metric of `model` over `split` (its first `limit` samples when given)."""
+        return self.task.evaluate(model, split, self.num_classes, limit)
+
+    @property
+    def choices(self) -> Split:
+        """The split that choices made from data read (never the test split)."""
+        return self.validation if self.validation is not None else self.train
 
 
 def _split(x, y) -> Split:
-    x = torch.as_tensor(np.asarray(x), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    """Tensors from arrays: integer inputs stay integer (token ids), the rest float32; integer targets
+    are class or token ids (int64), float targets regression values (float32)."""
+    x, y = np.asarray(x), np.asarray(y)
+    x = torch.as_tensor(x, dtype=torch.long if np.issubdtype(x.dtype, np.integer) else torch.float32)
+    y = torch.as_tensor(y, dtype=torch.long if np.issubdtype(y.dtype, np.integer) else torch.float32)
     return Split(x, y)
+
+
+def with_task(data: Data, task: str | None) -> Data:
+    """`data` as the declared task (None: as inferred)."""
+    return (
+        data if task is None or task == data.task.name else assemble(data.name, data.train, data.test, task)
+    )
+
+
+def assemble(name: str, train: Split, test: Split, task: str | None = None) -> Data:
+    """A dataset with its task (declared, else inferred) and its validation split."""
+    kind = tasks.get(task) if task else tasks.infer(train.x, train.y)
+    classes = int(max(train.y.max(), test.y.max())) + 1 if kind is CLASSIFICATION and len(train) else 0
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    chosen = order[: max(1, round(VALIDATION_SHARE * len(train)))]
+    return Data(name, train, test, classes, kind, Split(train.x[chosen], train.y[chosen]))
 
 
 def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,7 +106,7 @@ def digits() -> Data:
     x, y = load_digits(return_X_y=True)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.25, stratify=y, random_state=0)
     x_tr, x_te = _standardise(x_tr.astype(np.float32), x_te.astype(np.float32))
-    return Data("digits", _split(x_tr, y_tr), _split(x_te, y_te), 10)
+    return assemble("digits", _split(x_tr, y_tr), _split(x_te, y_te), "classification")
 
 
 MNIST1D_ARGS = {"num_samples": 12000, "train_split": 10000 / 12000, "seed": 42}
@@ -102,7 +143,7 @@ def _mnist1d(args_json: str, cache_dir: str) -> Data:
         os.replace(tmp, path)
     with np.load(path) as d:
         x_tr, x_te = _standardise(d["x"].astype(np.float32), d["x_test"].astype(np.float32))
-        return Data("mnist1d", _split(x_tr, d["y"]), _split(x_te, d["y_test"]), 10)
+        return assemble("mnist1d", _split(x_tr, d["y"]), _split(x_te, d["y_test"]), "classification")
 
 
 DATASETS = {"digits": digits, "mnist1d": mnist1d}
@@ -113,7 +154,9 @@ def _from_tuple_or_dataset(obj, what: str) -> Split:
         return _split(obj[0], obj[1])
     if isinstance(obj, torch.utils.data.Dataset):
         xs, ys = zip(*(obj[i] for i in range(len(obj))))
-        return _split(torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys))
+        return _split(
+            torch.stack([torch.as_tensor(x) for x in xs]), torch.stack([torch.as_tensor(y) for y in ys])
+        )
     raise UserError(f"{what} must be a torch Dataset or a tuple (X, y) of tensors")
 
 
@@ -137,6 +180,7 @@ def load_python_object(spec: str, what: str):
 
 def load(spec: str) -> Data:
     """A sample dataset id, `file.py:function` returning (train, test), or an .npz file."""
+    spec = lab.dataset_source(spec)  # a lab file's dataset id: its source
     if spec in DATASETS:
         return DATASETS[spec]()
     if spec.endswith(".npz"):
@@ -157,5 +201,4 @@ def load(spec: str) -> Data:
     else:
         known = ", ".join(DATASETS)
         raise UserError(f"unknown dataset '{spec}': use one of {known}, an .npz file or file.py:function")
-    classes = int(max(train.y.max(), test.y.max())) + 1
-    return Data(Path(spec.split(":")[0]).stem, train, test, classes)
+    return assemble(Path(spec.split(":")[0]).stem, train, test)

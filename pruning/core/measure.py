@@ -1,4 +1,5 @@
-"""Measurements of a model: accuracy, parameters, non-zeros, FLOPs, bytes and latency.
+"""Measurements of a model: parameters, non-zeros, FLOPs, bytes and latency (the task's metric is
+measured by `tasks`, through `Data.evaluate`).
 
 Everything here is measured, never estimated from a nominal sparsity: non-zeros
 are counted, FLOPs come from torch.utils.flop_counter (scaled by each masked
@@ -17,26 +18,6 @@ from safetensors.torch import save
 from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
-
-from pruning.core.data import Split
-
-
-@torch.no_grad()
-def predictions(model: nn.Module, split: Split, batch_size: int = 2048) -> torch.Tensor:
-    model.eval()
-    return torch.cat([model(split.x[i : i + batch_size]).argmax(1) for i in range(0, len(split), batch_size)])
-
-
-def evaluate(model: nn.Module, split: Split, num_classes: int) -> tuple[float, list[float]]:
-    """Overall and per-class test accuracy from one pass over the split."""
-    hits = (predictions(model, split) == split.y).float()
-    counts = torch.bincount(split.y, minlength=num_classes).clamp(min=1)
-    per_class = torch.bincount(split.y, weights=hits, minlength=num_classes) / counts
-    return hits.mean().item(), per_class.tolist()
-
-
-def accuracy(model: nn.Module, split: Split) -> float:
-    return (predictions(model, split) == split.y).float().mean().item()
 
 
 def params(model: nn.Module) -> int:

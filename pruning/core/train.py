@@ -10,6 +10,7 @@ from torch import nn
 
 from pruning.core.data import Split
 from pruning.core.progress import Progress
+from pruning.core.tasks import CLASSIFICATION, Task
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ def fit(
     masks: Mapping[str, torch.Tensor] | None = None,
     seed: int = 0,
     progress: Progress | None = None,
+    task: Task = CLASSIFICATION,
 ) -> nn.Module:
     """Train with AdamW and a cosine schedule; pruned weights stay zero after every step."""
     torch.manual_seed(seed)
@@ -51,7 +53,7 @@ def fit(
     for epoch in range(epochs):
         for x, y in loader:
             optimizer.zero_grad(set_to_none=True)
-            nn.functional.cross_entropy(model(x), y).backward()
+            task.loss(model(x), y).backward()
             optimizer.step()
             scheduler.step()
             if masks:

@@ -14,9 +14,10 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 
 Accuracy = Literal["after", "before", "both"]
-ACCURACY_COLUMNS = {"after": "accuracy", "before": "accuracy_before_finetune"}
+# The task's metric (accuracy, perplexity or mse) after and before fine-tuning: the y axis.
+ACCURACY_COLUMNS = {"after": "metric", "before": "metric_before_finetune"}
 PALETTE = qualitative.Plotly
-HOVER = "%{hovertext}<br>accuracy %{y:.4f}<br>x %{x:,.4g}<extra>%{fullData.name}</extra>"
+HOVER = "%{hovertext}<br>%{meta} %{y:.4f}<br>x %{x:,.4g}<extra>%{fullData.name}</extra>"
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,16 @@ def _colors(names) -> dict[str, str]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(sorted(set(names)))}
 
 
-def pareto_front(frame: pd.DataFrame, x: str, y: str, lower_x_is_better: bool = True) -> pd.DataFrame:
-    """The points no other point beats on both x (size) and y (accuracy), sorted by x."""
-    points = frame.dropna(subset=[x, y]).sort_values([x, y], ascending=[lower_x_is_better, False])
+def pareto_front(
+    frame: pd.DataFrame, x: str, y: str, lower_x_is_better: bool = True, higher_y_is_better: bool = True
+) -> pd.DataFrame:
+    """The points no other point beats on both x (size) and y (the metric), sorted by x."""
+    points = frame.dropna(subset=[x, y]).sort_values(
+        [x, y], ascending=[lower_x_is_better, not higher_y_is_better]
+    )
+    sign = 1.0 if higher_y_is_better else -1.0
     best, keep = float("-inf"), []
-    for index, value in points[y].items():
+    for index, value in (sign * points[y]).items():
         if value > best:
             keep.append(index)
             best = value
@@ -54,11 +60,14 @@ def pareto_front(frame: pd.DataFrame, x: str, y: str, lower_x_is_better: bool = 
 def accuracy_vs_size(
     runs: pd.DataFrame, x: str = "nonzero_params", accuracy: Accuracy = "after"
 ) -> go.Figure:
-    """Accuracy against a size measure: one curve per method (and schedule / fine-tuning), the Pareto
-    frontier highlighted, the dense model marked. `runs` is `views.runs_frame` of succeeded runs."""
+    """The task's metric (accuracy, perplexity, mse) against a size measure: one curve per method (and
+    schedule / fine-tuning), the Pareto frontier highlighted, the dense model marked. `runs` is
+    `views.runs_frame` of one model's succeeded runs."""
     axis = X_AXES[x]
     y = ACCURACY_COLUMNS["after" if accuracy == "both" else accuracy]
     data = runs[runs["status"] == "succeeded"].dropna(subset=[x, y])
+    metric = str(data["metric_name"].iloc[0]) if len(data) else "accuracy"
+    higher = bool(data["higher_is_better"].iloc[0]) if len(data) else True
     fig = go.Figure()
     colors = _colors(data["curve"])
     for curve, points in data.groupby("curve", sort=True):
@@ -76,10 +85,11 @@ def accuracy_vs_size(
                     marker={"size": 9, "symbol": "circle-open" if dotted else "circle"},
                     customdata=points["run_id"],  # what a click on the point selects
                     hovertext=points["hover"] + "<br>" + points["honest_label"].fillna(""),
+                    meta=metric,
                     hovertemplate=HOVER,
                 )
             )
-    front = pareto_front(data, x, y, axis.lower_is_better)
+    front = pareto_front(data, x, y, axis.lower_is_better, higher)
     if len(front):
         fig.add_trace(
             go.Scatter(
@@ -93,24 +103,26 @@ def accuracy_vs_size(
             )
         )
         fig.data = (fig.data[-1],) + fig.data[:-1]  # drawn underneath the curves
-    _dense_marker(fig, data, x, axis)
+    _dense_marker(fig, data, x, axis, metric)
     fig.update_layout(
         xaxis_title=axis.title,
-        yaxis_title="test accuracy" + (" (dotted: before fine-tune)" if accuracy == "both" else ""),
+        yaxis_title=f"test {metric}" + (" (dotted: before fine-tune)" if accuracy == "both" else ""),
         legend_title_text="curve",
         margin={"t": 30},
     )
     if axis.log:
         fig.update_xaxes(type="log")
+    if metric == "perplexity":  # perplexity spans orders of magnitude as sparsity grows
+        fig.update_yaxes(type="log")
     return fig
 
 
-def _dense_marker(fig: go.Figure, data: pd.DataFrame, x: str, axis: Axis) -> None:
+def _dense_marker(fig: go.Figure, data: pd.DataFrame, x: str, axis: Axis, metric: str) -> None:
     if data.empty:
         return
-    accuracy = float(data["accuracy_dense"].median())
+    accuracy = float(data["metric_dense"].median())
     dense_x = 1.0 if axis.dense is None else data[axis.dense].median()
-    fig.add_hline(y=accuracy, line={"dash": "dash", "color": "grey"}, annotation_text="dense accuracy")
+    fig.add_hline(y=accuracy, line={"dash": "dash", "color": "grey"}, annotation_text=f"dense {metric}")
     if pd.notna(dense_x):
         fig.add_trace(
             go.Scatter(
@@ -124,7 +136,7 @@ def _dense_marker(fig: go.Figure, data: pd.DataFrame, x: str, axis: Axis) -> Non
                     "color": "gold",
                     "line": {"width": 1, "color": "black"},
                 },
-                hovertemplate="dense model<br>accuracy %{y:.4f}<br>x %{x:,.4g}<extra></extra>",
+                hovertemplate=f"dense model<br>{metric} %{{y:.4f}}<br>x %{{x:,.4g}}<extra></extra>",
             )
         )
 

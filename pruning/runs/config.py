@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from pruning.core.masks import Scope, validate_sparsity
+from pruning.core.tasks import TASKS
 from pruning.errors import UserError
 
 Schedule = Literal["oneshot", "iterative", "lottery"]
@@ -21,6 +22,7 @@ class RunConfig:
     sparsity: float
     data: str | None = None
     weights: str | None = None
+    task: str | None = None  # classification | lm | regression; None: inferred from the data
     scope: Scope = "global"
     layer_sparsity: tuple[tuple[str, float], ...] = ()
     options: tuple[tuple[str, Any], ...] = ()
@@ -44,6 +46,8 @@ class RunConfig:
         for field, low in (("finetune_epochs", 0), ("steps", 1), ("batch_size", 1)):
             if not isinstance(getattr(self, field), int) or getattr(self, field) < low:
                 raise UserError(f"{field.replace('_', '-')} must be an integer >= {low}")
+        if self.task is not None and self.task not in TASKS:
+            raise UserError(f"task must be one of {', '.join(TASKS)}, got '{self.task}'")
         if self.device not in ("cpu", "cuda", "auto"):
             raise UserError(f"device must be cpu, cuda or auto, got '{self.device}'")
 

@@ -18,6 +18,7 @@ from pruning.core import masks as masking
 from pruning.core import measure
 from pruning.core.methods import Pruning, Target
 from pruning.core.progress import Progress, no_progress
+from pruning.core.tasks import Evaluation
 from pruning.runs import schedule
 from pruning.runs.config import RunConfig
 from pruning.runs.export import export
@@ -37,16 +38,16 @@ def check(loaded: Loaded, config: RunConfig) -> None:
     loaded.method.check(loaded.model, loaded.example[:2], target(config), loaded.options)
 
 
-def _evaluate(prep: Prepared, model: nn.Module) -> tuple[float, list[float]]:
-    return measure.evaluate(model, prep.data.test, prep.data.num_classes)
+def _evaluate(prep: Prepared, model: nn.Module) -> Evaluation:
+    return prep.data.evaluate(model, prep.data.test)
 
 
 def summarise(
     prep: Prepared,
     pruning: Pruning,
     config: RunConfig,
-    evaluation: tuple[float, list[float]],
-    accuracy_before: float,
+    evaluation: Evaluation,
+    before: Evaluation,
 ) -> RunResult:
     """The measured result of a pruned model (latency and export are added by the caller)."""
     model = pruning.model
@@ -58,9 +59,11 @@ def summarise(
         density = {row["name"]: 1.0 - row["sparsity"] for row in table}
         flops = measure.effective_flops(prep.flops, prep.layer_flops, density)
     pruned = Pruned(
-        accuracy=evaluation[0],
-        accuracy_before_finetune=accuracy_before,
-        per_class_accuracy=evaluation[1],
+        accuracy=evaluation.accuracy,
+        accuracy_before_finetune=before.accuracy,
+        metric=evaluation.metric,
+        metric_before_finetune=before.metric,
+        per_class_accuracy=evaluation.per_class_accuracy,
         params=measure.params(model),
         nonzero_params=measure.nonzero_params(model),
         flops=flops,
@@ -80,6 +83,9 @@ def summarise(
         latency_ms=Latency(batch_size=config.batch_size),
         layers=table,
         details=dict(pruning.details),
+        task=prep.data.task.name,
+        metric=prep.data.task.metric,
+        higher_is_better=prep.data.task.higher_is_better,
     )
 
 
@@ -89,14 +95,14 @@ def prune(prep: Prepared, scores: dict | None, config: RunConfig) -> Pruning:
 
 
 def _prune(prep: Prepared, scores: dict | None, config: RunConfig, progress: Progress):
-    """(pruning, evaluation, accuracy before fine-tuning) for a one-shot or scheduled run."""
+    """(pruning, evaluation, evaluation before fine-tuning) for a one-shot or scheduled run."""
     if config.schedule != "oneshot":
         outcome = schedule.run(prep, config, lambda f, m: progress(0.8 * f, m))
         pruning = Pruning(outcome.model, outcome.masks, {"schedule_trace": outcome.trace})
-        return pruning, outcome.evaluation, outcome.accuracy_before_finetune
+        return pruning, outcome.evaluation, outcome.before_finetune
     pruning = prune(prep, scores, config)
     evaluation = _evaluate(prep, pruning.model)
-    before = evaluation[0]
+    before = evaluation
     if config.finetune_epochs > 0:  # removed structure has no masks to hold: the weights are gone
         report = lambda f, m: progress(0.1 + 0.7 * f, f"fine-tuning {m}")
         finetune(prep, pruning.model, config, pruning.masks or {}, report)

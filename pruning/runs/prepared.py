@@ -44,7 +44,7 @@ class Loaded:
 
     @property
     def ctx(self) -> methods.Context:
-        return methods.Context(self.data.train, self.config.seed)
+        return methods.Context(self.data.train, self.config.seed, self.data.task)
 
 
 @dataclass
@@ -66,7 +66,7 @@ def load(config: RunConfig) -> Loaded:
     dataset_spec = config.data or models.default_dataset(config.model)
     if dataset_spec is None:
         raise UserError(f"model '{config.model}' has no default dataset: pass --data")
-    data = datasets.load(dataset_spec)
+    data = datasets.with_task(datasets.load(dataset_spec), config.task)
     layers = masking.prunable_layers(model)
     example = data.test.x[: config.batch_size]
     try:
@@ -85,10 +85,11 @@ def prepare(config: RunConfig, loaded: Loaded | None = None) -> Prepared:
     model, data = loaded.model, loaded.data
     total, per_module = measure.layer_flops(model, loaded.example[:1])
     per_layer = measure.prunable_flops(model, loaded.layers, per_module)
-    accuracy, per_class = measure.evaluate(model, data.test, data.num_classes)
+    evaluation = data.evaluate(model, data.test)
     dense = Dense(
-        accuracy=accuracy,
-        per_class_accuracy=per_class,
+        accuracy=evaluation.accuracy,
+        metric=evaluation.metric,
+        per_class_accuracy=evaluation.per_class_accuracy,
         params=measure.params(model),
         nonzero_params=measure.nonzero_params(model),
         flops=total,
@@ -115,4 +116,5 @@ def finetune(prep: Loaded, work: nn.Module, config: RunConfig, keep: dict, progr
         masks=masking.param_masks(work, keep),
         seed=config.seed,
         progress=progress,
+        task=prep.data.task,
     )

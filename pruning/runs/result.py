@@ -18,14 +18,15 @@ OVERHEAD_SHARE = 0.5
 
 @dataclass
 class Dense:
-    """The dense model's figures."""
+    """The dense model's figures; `metric` is the task's (accuracy, perplexity or mse)."""
 
-    accuracy: float
+    accuracy: float | None  # classification only (lm: token accuracy)
     params: int
     nonzero_params: int
     flops: int
     size_bytes: int
     per_class_accuracy: list[float] = field(default_factory=list)
+    metric: float | None = None
 
 
 @dataclass
@@ -41,14 +42,16 @@ class Sizes:
 class Pruned:
     """The pruned model's figures; `params` falls only when structure was removed."""
 
-    accuracy: float
-    accuracy_before_finetune: float
+    accuracy: float | None
+    accuracy_before_finetune: float | None
     params: int
     nonzero_params: int
     flops: int
     size_bytes: Sizes
     removed: bool
     per_class_accuracy: list[float] = field(default_factory=list)
+    metric: float | None = None
+    metric_before_finetune: float | None = None
 
 
 @dataclass
@@ -83,6 +86,9 @@ class RunResult:
     run_id: str | None = None
     status: str = "succeeded"
     seconds: float | None = None
+    task: str = "classification"
+    metric: str = "accuracy"  # the name of the task's metric
+    higher_is_better: bool = True
     # Method- and schedule-specific keys (skipped_layers, structured, schedule_trace) and export paths.
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -119,6 +125,9 @@ class RunResult:
         return {
             "run_id": self.run_id,
             "status": self.status,
+            "task": self.task,
+            "metric": self.metric,
+            "higher_is_better": self.higher_is_better,
             "model": self.model,
             "method": self.method,
             "granularity": self.granularity,
@@ -148,8 +157,11 @@ class RunResult:
         """Read `to_dict`'s output back (results stored by older versions included)."""
         known = {f.name for f in dataclasses.fields(cls)} | {"compression_ratio", "theoretical_speedup"}
         lat = dict(d["latency_ms"])
-        dense, pruned = d["dense"], dict(d["pruned"])
+        dense, pruned = dict(d["dense"]), dict(d["pruned"])
         pruned["size_bytes"] = Sizes(**pruned["size_bytes"])
+        dense.setdefault("metric", dense.get("accuracy"))  # results stored before tasks had metrics
+        pruned.setdefault("metric", pruned.get("accuracy"))
+        pruned.setdefault("metric_before_finetune", pruned.get("accuracy_before_finetune"))
         return cls(
             model=d["model"],
             method=d["method"],
@@ -170,6 +182,9 @@ class RunResult:
             run_id=d.get("run_id"),
             status=d.get("status", "succeeded"),
             seconds=d.get("seconds"),
+            task=d.get("task", "classification"),
+            metric=d.get("metric", "accuracy"),
+            higher_is_better=d.get("higher_is_better", True),
             details={k: v for k, v in d.items() if k not in known},
         )
 

@@ -3,8 +3,9 @@
 Both prune in `config.steps` steps with the run's own criterion, scope and per-layer
 overrides, recompute importance on the current model at every step (so data-dependent
 criteria see the pruned, retrained network), and keep masks monotone: a weight once
-pruned stays pruned. `accuracy_before_finetune` is the accuracy right after the last
-pruning step, before the training that follows it.
+pruned stays pruned. `before_finetune` is the evaluation right after the last pruning
+step, before the training that follows it. Trace rows carry the task's metric (accuracy for
+classification) under the keys `accuracy_pruned` and `accuracy`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pruning.core import masks as masking
 from pruning.core import measure, models
 from pruning.core.methods import Target
 from pruning.core.progress import Progress
+from pruning.core.tasks import Evaluation
 from pruning.core.train import fit
 from pruning.errors import UserError
 from pruning.runs.config import RunConfig
@@ -34,8 +36,8 @@ class Outcome:
 
     model: nn.Module
     masks: dict[str, torch.Tensor]
-    accuracy_before_finetune: float
-    evaluation: tuple[float, list[float]]
+    before_finetune: Evaluation
+    evaluation: Evaluation
     trace: dict
 
 
@@ -81,14 +83,14 @@ def prune_step(
     return keep
 
 
-def _evaluate(prep: Prepared, model: nn.Module) -> tuple[float, list[float]]:
-    return measure.evaluate(model, prep.data.test, prep.data.num_classes)
+def _evaluate(prep: Prepared, model: nn.Module) -> Evaluation:
+    return prep.data.evaluate(model, prep.data.test)
 
 
-def _trace_row(prep: Prepared, work: nn.Module, step: int, before: tuple, after: tuple) -> dict:
+def _trace_row(prep: Prepared, work: nn.Module, step: int, before: Evaluation, after: Evaluation) -> dict:
     """One step of a schedule's trace: sparsity reached, accuracy after pruning and after training."""
     sparsity = measure.sparsity(prep.layers, masking.prunable_layers(work))
-    return {"step": step, "sparsity": sparsity, "accuracy_pruned": before[0], "accuracy": after[0]}
+    return {"step": step, "sparsity": sparsity, "accuracy_pruned": before.metric, "accuracy": after.metric}
 
 
 def iterative(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
@@ -113,7 +115,7 @@ def iterative(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
         after = _evaluate(prep, work)
         rows.append(_trace_row(prep, work, t, before, after))
     trace = {"name": "iterative", "epochs_per_step": epochs, "steps": rows}
-    return Outcome(work, keep, before[0], after, trace)
+    return Outcome(work, keep, before, after, trace)
 
 
 def lottery(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
@@ -135,9 +137,10 @@ def lottery(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
 
     torch.manual_seed(config.seed)
     work = models.build(config.model)
-    fit(work, train, recipe, epochs=rewind, seed=config.seed, progress=phase(0, rewind, "to rewind point"))
+    task = prep.data.task
+    fit(work, train, recipe, rewind, seed=config.seed, progress=phase(0, rewind, "to rewind"), task=task)
     checkpoint = copy.deepcopy(work.state_dict())
-    fit(work, train, recipe, epochs=rest, seed=config.seed + 1, progress=phase(rewind, rest, "dense"))
+    fit(work, train, recipe, rest, seed=config.seed + 1, progress=phase(rewind, rest, "dense"), task=task)
     dense = _evaluate(prep, work)
     keep, rows = None, []
     for r in range(1, steps + 1):
@@ -156,6 +159,7 @@ def lottery(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
             masks=masks,
             seed=config.seed + 1,
             progress=phase(start, rest, f"round {r}/{steps}"),
+            task=task,
         )
         after = _evaluate(prep, work)
         rows.append(_trace_row(prep, work, r, before, after))
@@ -163,10 +167,10 @@ def lottery(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
         "name": "lottery",
         "epochs": total,
         "rewind_epoch": rewind,
-        "dense_accuracy": dense[0],  # the same recipe without pruning: the fair reference
+        "dense_accuracy": dense.metric,  # the same recipe without pruning: the fair reference
         "steps": rows,
     }
-    return Outcome(work, keep, before[0], after, trace)
+    return Outcome(work, keep, before, after, trace)
 
 
 SCHEDULES = {"iterative": iterative, "lottery": lottery}

@@ -1,7 +1,9 @@
 """Per-layer sensitivity analysis, and per-layer sparsities allocated from it.
 
 Sensitivity: prune one layer at a time, one-shot, at each level of a grid, with the
-run's criterion, and measure test accuracy; every other layer stays dense. The table
+run's criterion, and measure the task's metric (accuracy for classification) on the
+validation split, never the test split: allocations chosen from it would otherwise make
+the test figures reported afterwards optimistic. Every other layer stays dense. The table
 is cached in the store, keyed by everything that determines it, so asking again is instant.
 
 Allocation: given a global target, choose one accuracy-drop tolerance for all layers
@@ -21,7 +23,7 @@ from pathlib import Path
 import torch
 
 from pruning.core import masks as masking
-from pruning.core import measure, models
+from pruning.core import models
 from pruning.core.progress import Progress, no_progress
 from pruning.errors import UserError
 from pruning.runs.config import RunConfig
@@ -29,13 +31,14 @@ from pruning.runs.prepared import Loaded, importance, load, prepare
 from pruning.runs.store import Store
 
 DEFAULT_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
-CACHE_VERSION = "sensitivity-v1"
+CACHE_VERSION = "sensitivity-v2"  # v2: measured on the validation split
 TIE_SLOPE = 1e-6  # accuracy per unit of sparsity: far below what any test set can resolve
 
 
 @dataclass(frozen=True)
 class Sensitivity:
-    """Accuracy of the model with one layer pruned, for every (layer, level)."""
+    """The task's metric with one layer pruned, for every (layer, level). For classification the
+    metric is accuracy; `accuracy` / `accuracy_drop` hold the metric and how much worse it got."""
 
     model: str
     method: str
@@ -44,6 +47,8 @@ class Sensitivity:
     layers: dict[str, int]  # prunable weights per layer, in model order
     rows: list[dict] = field(default_factory=list)  # {layer, level, accuracy, accuracy_drop}, tidy
     cached: bool = False
+    metric: str = "accuracy"
+    split: str = ""  # what was measured on, in words
 
     def drops(self, layer: str) -> list[float]:
         return [r["accuracy_drop"] for r in self.rows if r["layer"] == layer]
@@ -120,7 +125,8 @@ def analyse(
     scores = importance(prep)
     work = copy.deepcopy(prep.model)
     layers = masking.prunable_layers(work)
-    dense = prep.dense.accuracy
+    task, split = prep.data.task, prep.data.choices
+    dense = prep.data.evaluate(prep.model, split).metric
     rows = []
     for i, (name, layer) in enumerate(layers.items()):
         progress(i / len(layers), f"layer {name}")
@@ -129,9 +135,14 @@ def analyse(
             keep = masking.select({name: scores[name]}, level, "layer")[name]
             with torch.no_grad():
                 layer.weight.copy_(original * keep)
-            accuracy = measure.accuracy(work, prep.data.test)
+            value = prep.data.evaluate(work, split).metric
             rows.append(
-                {"layer": name, "level": level, "accuracy": accuracy, "accuracy_drop": dense - accuracy}
+                {
+                    "layer": name,
+                    "level": level,
+                    "accuracy": value,
+                    "accuracy_drop": task.worse_by(dense, value),
+                }
             )
         with torch.no_grad():
             layer.weight.copy_(original)
@@ -142,6 +153,8 @@ def analyse(
         levels=levels,
         layers={name: layer.weight.numel() for name, layer in layers.items()},
         rows=rows,
+        metric=task.metric,
+        split=f"validation: {len(split)} samples, a seeded tenth of the training split",
     )
     if store is not None:
         store.cache_put(key, result.to_dict())

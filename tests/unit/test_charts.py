@@ -20,9 +20,11 @@ def runs(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
                 "status": "succeeded",
                 "curve": curve,
                 "nonzero_params": nonzero,
-                "accuracy": accuracy,
-                "accuracy_before_finetune": accuracy - 0.1,
-                "accuracy_dense": 0.97,
+                "metric_name": "accuracy",
+                "higher_is_better": True,
+                "metric": accuracy,
+                "metric_before_finetune": accuracy - 0.1,
+                "metric_dense": 0.97,
                 "nonzero_dense": 1000,
                 "compression_ratio": 1000 / nonzero,
                 "hover": f"run run-{i}",
@@ -51,6 +53,21 @@ def test_pareto_front_matches_brute_force() -> None:
     front = charts.pareto_front(frame, "size", "acc")
     assert set(front.index) == expected
     assert list(front["size"]) == sorted(front["size"])
+
+
+def test_pareto_front_when_lower_metric_is_better() -> None:
+    frame = pd.DataFrame({"size": [1, 2, 4, 8], "perplexity": [90.0, 40.0, 45.0, 20.0]})
+    front = charts.pareto_front(frame, "size", "perplexity", higher_y_is_better=False)
+    assert list(front.index) == [0, 1, 3]  # 4 params at 45 is beaten by 2 params at 40
+
+
+def test_a_perplexity_chart_has_a_log_y_axis_and_says_so() -> None:
+    frame = runs([("magnitude", 100, 30.0), ("magnitude", 50, 60.0)])
+    frame["metric_name"], frame["higher_is_better"], frame["metric_dense"] = "perplexity", False, 20.0
+    figure = charts.accuracy_vs_size(frame)
+    assert figure.layout.yaxis.type == "log" and figure.layout.yaxis.title.text == "test perplexity"
+    front = next(t for t in figure.data if t.name == "Pareto frontier")
+    assert list(front.y) == [60.0, 30.0]  # both: fewer parameters, or lower perplexity
 
 
 def test_pareto_front_when_higher_x_is_better() -> None:

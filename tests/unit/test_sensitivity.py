@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from torch.nn.utils import prune
 
-from pruning.core import masks, measure
+from pruning.core import masks
 from pruning.errors import UserError
 from pruning.runs import experiment
 from pruning.runs.config import RunConfig
@@ -80,9 +80,11 @@ def test_rows_match_torch_prune_on_one_layer_at_a_time():
     for row in result.rows:
         reference = copy.deepcopy(prep.model)
         prune.l1_unstructured(masks.prunable_layers(reference)[row["layer"]], "weight", amount=row["level"])
-        accuracy = measure.accuracy(reference, prep.data.test)
+        accuracy = prep.data.evaluate(reference, prep.data.choices).metric  # validation, not test
         assert row["accuracy"] == accuracy, row
-        assert row["accuracy_drop"] == pytest.approx(prep.dense.accuracy - accuracy)
+        assert row["accuracy_drop"] == pytest.approx(result.dense_accuracy - accuracy)
+    assert result.dense_accuracy == prep.data.evaluate(prep.model, prep.data.choices).metric
+    assert result.split.startswith("validation") and len(prep.data.choices) < len(prep.data.train)
 
 
 def test_second_call_comes_from_the_cache_until_an_input_changes(tiny, tmp_path):

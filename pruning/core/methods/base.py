@@ -23,6 +23,7 @@ from torch import nn
 from pruning.core import masks as masking
 from pruning.core.data import Split
 from pruning.core.masks import Scope
+from pruning.core.tasks import CLASSIFICATION, Task
 from pruning.errors import UserError
 
 Granularity = Literal["unstructured", "structured", "n:m"]
@@ -63,6 +64,7 @@ class Context:
 
     calibration: Split | None
     seed: int = 0
+    task: Task = CLASSIFICATION  # its loss is what gradient-based criteria differentiate
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,7 @@ def store_gradients(model: nn.Module, ctx: Context, batches: int) -> None:
     model.zero_grad(set_to_none=True)
     with torch.enable_grad():
         for x, y in calibration_batches(ctx, batches):
-            nn.functional.cross_entropy(model(x), y).backward()
+            ctx.task.loss(model(x), y).backward()
 
 
 @dataclass(frozen=True)

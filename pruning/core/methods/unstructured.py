@@ -43,7 +43,7 @@ def accumulate_gradients(
     model.eval()  # BatchNorm statistics must not drift while we look at gradients
     for x, y in calibration_batches(ctx, batches):
         model.zero_grad(set_to_none=True)
-        nn.functional.cross_entropy(model(x), y).backward()
+        ctx.task.loss(model(x), y).backward()
         for name, m in layers.items():
             if m.weight.grad is not None:
                 totals[name] += score(m.weight.detach(), m.weight.grad)

@@ -1,0 +1,122 @@
+"""Tasks: what a model's outputs mean, the loss it trains on, and the metric it is judged by.
+
+- `classification`: logits (batch, classes) against integer labels; metric `accuracy` (higher is
+  better), with per-class accuracy.
+- `lm`: integer token ids in, logits (batch, positions, vocabulary) out, targets are the next ids
+  (batch, positions); metric next-token `perplexity` (lower is better), plus token accuracy.
+- `regression`: outputs against float targets; metric `mse` (lower is better).
+
+Outputs with a `.logits` attribute (Hugging Face models) are read as logits. A dataset's task is
+inferred when that is unambiguous (float targets: regression; integer inputs with targets shaped
+like them: lm; else classification) and can always be declared.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from pruning.errors import UserError
+
+TaskName = Literal["classification", "lm", "regression"]
+TASKS: tuple[str, ...] = ("classification", "lm", "regression")
+# Samples per evaluation batch; a language model's logits (positions x vocabulary per sample) are
+# large, so it takes few samples at a time.
+EVAL_BATCH = {"classification": 2048, "regression": 2048, "lm": 16}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """One pass over a split: the task's metric, and accuracy where the task has one."""
+
+    metric: float
+    accuracy: float | None = None
+    per_class_accuracy: list[float] = field(default_factory=list)
+
+
+def logits(output) -> torch.Tensor:
+    """A model's output as a tensor: `.logits` of a Hugging Face output, the first of a tuple."""
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, (tuple, list)):
+        return output[0]
+    return output
+
+
+@dataclass(frozen=True)
+class Task:
+    name: TaskName
+    metric: str
+    higher_is_better: bool
+
+    def loss(self, output, y: torch.Tensor) -> torch.Tensor:
+        """The training loss of a batch (fine-tuning, gradient-based criteria)."""
+        out = logits(output)
+        if self.name == "regression":
+            return nn.functional.mse_loss(out.reshape(y.shape).float(), y.float())
+        return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, split, num_classes: int = 0, limit: int | None = None) -> Evaluation:
+        """The metric over `split` (its first `limit` samples when given), in batches."""
+        model.eval()
+        n = len(split) if limit is None else min(limit, len(split))
+        total = hits = count = 0.0
+        per_hits = torch.zeros(max(num_classes, 1))
+        per_count = torch.zeros(max(num_classes, 1))
+        step = EVAL_BATCH[self.name]
+        for start in range(0, n, step):
+            x, y = split.x[start : min(start + step, n)], split.y[start : min(start + step, n)]
+            out = logits(model(x))
+            if self.name == "regression":
+                total += float(
+                    nn.functional.mse_loss(out.reshape(y.shape).float(), y.float(), reduction="sum")
+                )
+                count += y.numel()
+                continue
+            flat, target = out.reshape(-1, out.shape[-1]), y.reshape(-1)
+            if self.name == "lm":
+                total += float(nn.functional.cross_entropy(flat.float(), target, reduction="sum"))
+            right = (flat.argmax(1) == target).float()
+            hits, count = hits + float(right.sum()), count + target.numel()
+            if self.name == "classification" and num_classes:
+                per_hits += torch.bincount(target, weights=right, minlength=num_classes)[:num_classes]
+                per_count += torch.bincount(target, minlength=num_classes)[:num_classes].float()
+        count = max(count, 1)
+        if self.name == "regression":
+            return Evaluation(total / count)
+        accuracy = hits / count
+        if self.name == "lm":
+            return Evaluation(math.exp(min(total / count, 700.0)), accuracy)
+        per_class = (per_hits / per_count.clamp(min=1)).tolist() if num_classes else []
+        return Evaluation(accuracy, accuracy, per_class)
+
+    def worse_by(self, dense: float, pruned: float) -> float:
+        """How much worse `pruned` is than `dense` on this metric (positive: worse)."""
+        return dense - pruned if self.higher_is_better else pruned - dense
+
+
+CLASSIFICATION = Task("classification", "accuracy", True)
+LM = Task("lm", "perplexity", False)
+REGRESSION = Task("regression", "mse", False)
+_BY_NAME = {t.name: t for t in (CLASSIFICATION, LM, REGRESSION)}
+
+
+def get(name: str) -> Task:
+    if name not in _BY_NAME:
+        raise UserError(f"unknown task '{name}': use one of {', '.join(TASKS)}")
+    return _BY_NAME[name]
+
+
+def infer(x: torch.Tensor, y: torch.Tensor) -> Task:
+    """The task a dataset's tensors imply: float targets regress; integer inputs whose targets have
+    their shape are next-token ids; anything else is classification."""
+    if y.is_floating_point():
+        return REGRESSION
+    if not x.is_floating_point() and x.dim() == 2 and y.shape == x.shape:
+        return LM
+    return CLASSIFICATION
