@@ -7,6 +7,7 @@ float copy of its weights, unlike torch.nn.utils.prune's `_orig` + float mask.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from typing import Literal
 
@@ -20,11 +21,27 @@ Scope = Literal["global", "layer"]
 PRUNABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
+def prunable_types() -> tuple[type, ...]:
+    """Linear and Conv layers, and `transformers`' Conv1D (GPT-2's, its weight stored transposed)
+    once transformers is loaded (only a model that uses it loads it)."""
+    if "transformers" in sys.modules:
+        from transformers.pytorch_utils import Conv1D
+
+        return (*PRUNABLE_TYPES, Conv1D)
+    return PRUNABLE_TYPES
+
+
+def transposed(layer: nn.Module) -> bool:
+    """A weight stored (inputs, outputs), as transformers' Conv1D stores it, not (outputs, inputs)."""
+    return type(layer).__name__ == "Conv1D" and type(layer).__module__.startswith("transformers")
+
+
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
     """Linear/Conv layers in model order; a weight shared by several layers is listed once."""
     layers, seen = {}, set()
+    kinds = prunable_types()
     for name, module in model.named_modules():
-        if isinstance(module, PRUNABLE_TYPES) and id(module.weight) not in seen:
+        if isinstance(module, kinds) and id(module.weight) not in seen:
             seen.add(id(module.weight))
             layers[name] = module
     if not layers:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from pruning.core import hf, lab
 from pruning.core.data import load_python_object
 from pruning.core.train import TrainConfig
 from pruning.errors import UserError
@@ -22,15 +23,18 @@ from sample_models.registry import SAMPLE_MODELS  # noqa: F401  (re-exported: th
 
 def build(spec: str) -> nn.Module:
     """A fresh (untrained) model: a sample model id or `path/to/file.py:function`."""
+    spec = lab.model_source(spec)  # a lab file's model id: its source
     if spec in SAMPLE_MODELS:
         return SAMPLE_MODELS[spec].build()
+    if hf.is_hf(spec):
+        return hf.build(spec)
     if ".py:" in spec:
         model = load_python_object(spec, "model")
         if not isinstance(model, nn.Module):
             raise UserError(f"'{spec}' returned {type(model).__name__}, not an nn.Module")
         return model
     known = ", ".join(SAMPLE_MODELS)
-    raise UserError(f"unknown model '{spec}': use one of {known} or path/to/file.py:function")
+    raise UserError(f"unknown model '{spec}': use one of {known}, path/to/file.py:function or hf:DIRECTORY")
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -94,7 +98,8 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
 
 def load(spec: str, weights: str | Path | None = None) -> nn.Module:
     """A model in eval mode with its weights: the given file, else a sample model's own."""
-    model = build(spec)
+    spec, weights = lab.model_source(spec), lab.model_weights(spec, weights)  # a lab model: its own
+    model = hf.load(spec) if hf.is_hf(spec) else build(spec)  # hf: its directory's own weights
     if weights is None and spec in SAMPLE_MODELS:
         weights = SAMPLE_MODELS[spec].weights
     if weights is not None:
@@ -103,9 +108,13 @@ def load(spec: str, weights: str | Path | None = None) -> nn.Module:
 
 
 def default_dataset(spec: str) -> str | None:
+    spec, data = lab.model_source(spec), lab.model_data(spec)  # a lab model: its data, else its source's
+    if data is not None:
+        return data
     return SAMPLE_MODELS[spec].dataset if spec in SAMPLE_MODELS else None
 
 
 def train_config(spec: str) -> TrainConfig:
     """A sample model's own training recipe; the defaults for any other model."""
+    spec = lab.model_source(spec)
     return TrainConfig(**SAMPLE_MODELS[spec].recipe) if spec in SAMPLE_MODELS else TrainConfig()

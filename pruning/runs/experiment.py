@@ -14,8 +14,8 @@ from collections.abc import Iterable, Iterator
 
 from torch import nn
 
+from pruning.core import hf, measure
 from pruning.core import masks as masking
-from pruning.core import measure
 from pruning.core.methods import Pruning, Target
 from pruning.core.progress import Progress, no_progress
 from pruning.core.tasks import Evaluation
@@ -131,7 +131,7 @@ def run_one(
     result.latency_ms.extra.update(prep.method.measure(pruning, prep.example, prep.options, config.latency))
     result.seconds = time.perf_counter() - start
     if config.export:
-        export(pruning.model, result, config.export, example=prep.example)
+        export(pruning.model, result, config.export, prep.example, hugging_face=hf.is_hf(config.model))
     progress(1.0, "done")
     return result
 

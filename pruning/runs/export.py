@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pruning.core import measure
+from pruning.core import hf, measure
 from pruning.runs.result import RunResult
 
 
@@ -55,8 +55,12 @@ def save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         onnx_program.save(str(path))
 
 
-def save_model(model: nn.Module, directory: str | Path, removed: bool, example: torch.Tensor) -> dict:
+def save_model(
+    model: nn.Module, directory: str | Path, removed: bool, example: torch.Tensor, hugging_face: bool = False
+) -> dict:
     """Write model.safetensors and (if removed) model.pt2 and model.onnx; returns their paths.
+    A model that came from a Hugging Face directory is saved as one (`save_pretrained`: config.json
+    and model.safetensors, which `from_pretrained` loads).
 
     A program format that fails (an op the exporter cannot handle) is reported under
     `errors` instead of failing the run: the weights are still written.
@@ -64,7 +68,11 @@ def save_model(model: nn.Module, directory: str | Path, removed: bool, example: 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     files = {"weights": directory / "model.safetensors"}
-    files["weights"].write_bytes(measure.state_bytes(model))  # masks are folded in: weights are zero
+    if hugging_face:
+        hf.save(model, directory)
+        files["config"] = directory / "config.json"
+    else:
+        files["weights"].write_bytes(measure.state_bytes(model))  # masks are folded in: weights are zero
     errors = {}
     if removed:
         for key, name, save in (("program", "model.pt2", save_program), ("onnx", "model.onnx", save_onnx)):
@@ -79,9 +87,15 @@ def save_model(model: nn.Module, directory: str | Path, removed: bool, example: 
     return paths
 
 
-def export(model: nn.Module, result: RunResult, directory: str | Path, example: torch.Tensor) -> dict:
+def export(
+    model: nn.Module,
+    result: RunResult,
+    directory: str | Path,
+    example: torch.Tensor,
+    hugging_face: bool = False,
+) -> dict:
     """`save_model`, then run.json: the result, with every exported path under its `export` key."""
-    paths = save_model(model, directory, result.removed, example)
+    paths = save_model(model, directory, result.removed, example, hugging_face)
     paths["result"] = str(Path(directory) / "run.json")
     result.details["export"] = paths
     Path(paths["result"]).write_text(json.dumps(result.to_dict(), indent=2))

@@ -307,10 +307,7 @@ def test_debug_shows_the_traceback_wherever_it_is_given(store_dir, capsys, where
     ]
     assert cli_main(args) == 2
     quiet = capsys.readouterr().err
-    assert (
-        quiet == "error: unknown model 'nosuch': use one of mlp-digits, cnn-digits, resnet-mnist1d, "
-        "tinyformer-mnist1d or path/to/file.py:function\n"
-    )
+    assert quiet.startswith("error: unknown model 'nosuch': use one of mlp-digits") and quiet.count("\n") == 1
     assert cli_main(["--debug", *args] if where == "before the command" else [*args, "--debug"]) == 2
     loud = capsys.readouterr().err
     assert "Traceback (most recent call last)" in loud and loud.endswith(quiet)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from pruning.core.masks import transposed
 from pruning.core.methods.base import Context, Method, Param, calibration_batches
 from pruning.core.methods.unstructured import BATCHES, accumulate_gradients
 
@@ -81,7 +82,7 @@ def _unfold(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 def _input_energy(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Sum of squared inputs seen by each input position of the weight, flattened per output row
     (before grouping): in_features for Linear, in_channels * kernel for Conv."""
-    if isinstance(layer, nn.Linear):
+    if isinstance(layer, nn.Linear) or transposed(layer):
         return x.reshape(-1, x.shape[-1]).pow(2).sum(0)
     columns = _unfold(layer, x)
     if columns is not None:  # exactly the im2col rows each weight multiplies
@@ -123,6 +124,10 @@ def input_norms(
     norms = {}
     for name, layer in layers.items():
         weight = layer.weight
+        if transposed(layer):  # Conv1D: weight (inputs, outputs), every output sees every input
+            per_input = (energy.get(name, torch.zeros(weight.shape[0])) / max(samples, 1)).sqrt()
+            norms[name] = per_input.unsqueeze(1).expand_as(weight).clone()
+            continue
         groups = getattr(layer, "groups", 1)
         unused = torch.zeros(weight[0].numel() * groups)  # a layer the forward pass never reached
         per_input = (energy.get(name, unused) / max(samples, 1)).sqrt()

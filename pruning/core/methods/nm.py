@@ -19,13 +19,13 @@ import torch
 from torch import nn
 
 from pruning.core import measure
-from pruning.core.masks import prunable_layers, select_nm
+from pruning.core.masks import apply, prunable_layers, select_nm, transposed
 from pruning.core.methods.base import Granularity, Method, Param, Pruning, Target
 from pruning.errors import UserError
 
 
 def inputs_per_output(layer: nn.Module) -> int:
-    return layer.weight[0].numel()
+    return layer.weight.shape[0] if transposed(layer) else layer.weight[0].numel()
 
 
 def split_layers(
@@ -72,9 +72,13 @@ class NM(Method):
         return select_nm(scores, options["n"], options["m"])
 
     def prune(self, dense, scores, target, ctx, options, example) -> Pruning:
-        pruning = super().prune(dense, scores, target, ctx, options, example)
-        pruning.details["skipped_layers"] = split_layers(prunable_layers(dense), options["m"])[1]
-        return pruning
+        layers = prunable_layers(dense)
+        flipped = {n for n in scores if transposed(layers[n])}  # Conv1D: groups run along dim 0
+        upright = {n: s.T if n in flipped else s for n, s in scores.items()}
+        keep = {n: k.T if n in flipped else k for n, k in self.select(upright, target, options).items()}
+        work = copy.deepcopy(dense)
+        apply(prunable_layers(work), keep)
+        return Pruning(work, keep, {"skipped_layers": split_layers(layers, options["m"])[1]})
 
     def measure(self, pruned: Pruning, example, options, timed: bool) -> dict[str, Any]:
         if timed or not torch.cuda.is_available():
