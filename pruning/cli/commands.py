@@ -47,6 +47,7 @@ def _config(args: Namespace, method: str, sparsity: float) -> RunConfig:
         sparsity=sparsity,
         data=args.data,
         weights=args.weights,
+        task=args.task,
         scope=args.scope,
         layer_sparsity=parse_layer_sparsity(args.layer_sparsity),
         options=_options(method, args.option),
@@ -218,7 +219,7 @@ def _analyse(args: Namespace) -> analysis.Sensitivity:
     """The sensitivity table of --model/--method (a job in the store, cached), with a progress bar."""
     config = submit.analysis_config(
         args.model, args.method, options=_options(args.method, args.option),
-        data=args.data, weights=args.weights, seed=args.seed,
+        data=args.data, weights=args.weights, seed=args.seed, task=args.task,
     )  # fmt: skip
     levels = analysis.parse_levels(_numbers(args.levels) if args.levels else analysis.DEFAULT_LEVELS)
     store = Store(args.store)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pruning.cli import commands
+from pruning.core.tasks import TASKS
 from pruning.runs.config import SCHEDULES
 from pruning.runs.executors import EXECUTORS
 from pruning.runs.store import default_root
@@ -25,6 +26,7 @@ def _source(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
     source.add_argument("--model", required=True)
     source.add_argument("--lab", metavar="FILE", help="lab file of your models and datasets (lab.toml)")
     source.add_argument("--data")
+    source.add_argument("--task", choices=list(TASKS), help="what the data is for (default: inferred)")
     source.add_argument("--weights")
     source.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="method option")
     source.add_argument("--seed", type=int, default=0)

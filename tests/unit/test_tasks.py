@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -93,3 +94,30 @@ def test_the_validation_split_is_a_seeded_tenth_of_train():
     rows = {tuple(r.tolist()) for r in digits.train.x}
     assert all(tuple(r.tolist()) in rows for r in digits.validation.x)  # carved from train, not test
     assert torch.equal(datasets.load("digits").validation.x, digits.validation.x)  # same seed, same rows
+
+
+def test_a_declared_task_wins_and_the_cli_takes_it(tmp_path, capsys):
+    from pruning.cli import main
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 3)).astype(np.float32)
+    counts = rng.integers(0, 5, size=60)  # integer targets that are quantities, not classes
+    np.savez(tmp_path / "counts.npz", x_train=x[:40], y_train=counts[:40], x_test=x[40:], y_test=counts[40:])
+    (tmp_path / "reg.py").write_text("from torch import nn\ndef make():\n    return nn.Linear(3, 1)\n")
+    args = ["run", "--model", f"{tmp_path / 'reg.py'}:make", "--data", str(tmp_path / "counts.npz")]
+    args += [
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.3",
+        "--json",
+        "--quiet",
+        "--store",
+        str(tmp_path / "lab"),
+    ]
+    assert main([*args, "--task", "regression", "--finetune-epochs", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["task"], result["metric"], result["higher_is_better"]) == ("regression", "mse", False)
+    assert result["pruned"]["accuracy"] is None and result["pruned"]["metric"] > 0
+    with pytest.raises(SystemExit):  # argparse refuses an unknown task with its usage line
+        main([*args, "--task", "ranking"])
