@@ -36,12 +36,43 @@ def transposed(layer: nn.Module) -> bool:
     return type(layer).__name__ == "Conv1D" and type(layer).__module__.startswith("transformers")
 
 
+class Projection:
+    """A weight that is a parameter of a module rather than a layer of its own: the input projections
+    of `nn.MultiheadAttention` (`in_proj_weight`, or `q/k/v_proj_weight`). It answers like a Linear
+    layer where masks and counts look (`weight`, `parameters()`), and says which input it reads."""
+
+    def __init__(self, owner: nn.Module, attribute: str, parameter_name: str, input_index: int):
+        self.owner, self.attribute = owner, attribute
+        self.parameter_name = parameter_name  # the weight's name in the model's state_dict
+        self.input_index = input_index  # which of the owner's inputs it multiplies (query, key, value)
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return getattr(self.owner, self.attribute)
+
+    def parameters(self):
+        yield self.weight
+
+
+def _projections(name: str, module: nn.MultiheadAttention) -> dict[str, Projection]:
+    prefix = f"{name}." if name else ""
+    if module.in_proj_weight is not None:  # query, key and value packed in one (3E, E) weight
+        return {f"{prefix}in_proj": Projection(module, "in_proj_weight", f"{prefix}in_proj_weight", 0)}
+    return {
+        f"{prefix}{part}_proj": Projection(module, f"{part}_proj_weight", f"{prefix}{part}_proj_weight", i)
+        for i, part in enumerate("qkv")
+    }
+
+
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Linear/Conv layers in model order; a weight shared by several layers is listed once."""
+    """Linear/Conv layers (and MultiheadAttention's input projections) in model order; a weight
+    shared by several layers is listed once."""
     layers, seen = {}, set()
     kinds = prunable_types()
     for name, module in model.named_modules():
-        if isinstance(module, kinds) and id(module.weight) not in seen:
+        if isinstance(module, nn.MultiheadAttention):
+            layers.update(_projections(name, module))  # its out_proj is a Linear: listed next
+        elif isinstance(module, kinds) and id(module.weight) not in seen:
             seen.add(id(module.weight))
             layers[name] = module
     if not layers:
@@ -147,6 +178,12 @@ def apply(layers: Mapping[str, nn.Module], masks: Mapping[str, torch.Tensor]) ->
             layers[name].weight.mul_(mask)
 
 
+def parameter_name(name: str, layer: nn.Module) -> str:
+    """The state_dict name of a prunable layer's weight."""
+    return getattr(layer, "parameter_name", None) or (f"{name}.weight" if name else "weight")
+
+
 def param_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Re-key layer masks by parameter name (what the training loop holds fixed)."""
-    return {(f"{name}.weight" if name else "weight"): mask for name, mask in masks.items()}
+    layers = prunable_layers(model)
+    return {parameter_name(name, layers[name]): mask for name, mask in masks.items()}

@@ -143,3 +143,16 @@ def test_every_criterion_reaches_its_target_on_every_sample_model(prepared, meth
     if scope == "layer":
         for name, layer in pruned.items():
             assert (layer.weight == 0).float().mean().item() == pytest.approx(0.6, abs=0.01), name
+
+
+def test_wanda_reads_the_inputs_of_attention_projections_inside_an_encoder_layer():
+    from pruning.core.methods.criteria import input_norms
+
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, dropout=0.0).eval()  # its fast path
+    model = nn.Sequential(layer)
+    x = torch.randn(32, 5, 8)
+    norms = input_norms(model, masks.prunable_layers(model), Context(Split(x, torch.zeros(32).long())), 2)
+    in_proj = norms["0.self_attn.in_proj"]
+    expected = x.reshape(-1, 8).pow(2).sum(0).div(32).sqrt()  # the query input, every sample read once
+    assert torch.allclose(in_proj, expected.expand(24, 8), rtol=1e-5)

@@ -184,3 +184,51 @@ def test_a_tied_weight_is_pruned_once_counted_once_and_exported_with_its_tie(tmp
     pruned = experiment.prune(prep, experiment.importance(prep), config)
     x = torch.randn(5, 64)
     torch.testing.assert_close(fresh(x), pruned.model(x), atol=3e-7, rtol=0)
+
+
+ENCODER_MODEL = """
+import torch
+from torch import nn
+
+class Encoder(nn.Module):
+    '''An nn.TransformerEncoder classifier on MNIST-1D's 40 samples, as 10 tokens of 4.'''
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(4, 32)
+        layer = nn.TransformerEncoderLayer(32, 4, 64, batch_first=True, dropout=0.0)
+        self.encoder = nn.TransformerEncoder(layer, 2, enable_nested_tensor=False)
+        self.head = nn.Linear(32, 10)
+
+    def forward(self, x):
+        return self.head(self.encoder(self.embed(x.reshape(x.shape[0], -1, 4))).mean(1))
+
+def make():
+    torch.manual_seed(0)
+    return Encoder()
+"""
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "taylor"])
+def test_transformer_encoder_attention_weights_are_in_scope(tmp_path, method):
+    (tmp_path / "encoder.py").write_text(ENCODER_MODEL)
+    spec = f"{tmp_path / 'encoder.py'}:make"
+    options = (("batches", 1),) if method != "magnitude" else ()
+    config = RunConfig(
+        spec, method, 0.5, data="mnist1d", scope="layer", options=options, finetune_epochs=1,
+        latency=False, export=str(tmp_path / "out"),
+    )  # fmt: skip
+    result = experiment.run(config)
+    rows = {r["name"]: r for r in result.layers}
+    assert rows["encoder.layers.0.self_attn.in_proj"]["params"] == 3 * 32 * 32  # q, k and v
+    for name, row in rows.items():
+        assert row["sparsity"] == pytest.approx(0.5, abs=0.01), name  # held through fine-tuning
+    assert result.sparsity == pytest.approx(0.5, abs=0.01)
+    from safetensors.torch import load_file
+
+    from pruning.core import models
+
+    fresh = models.build(spec)
+    fresh.load_state_dict(load_file(tmp_path / "out" / "model.safetensors"))
+    weight = fresh.encoder.layers[1].self_attn.in_proj_weight
+    assert (weight == 0).float().mean().item() == pytest.approx(0.5, abs=0.01)

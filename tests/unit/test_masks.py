@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -170,3 +172,25 @@ def test_apply_zeroes_pruned_weights_in_place_and_keeps_the_rest(make_net):
         assert (module.weight[~keep[name]] == 0).all()
         assert torch.equal(module.weight[keep[name]], before[name][keep[name]])
     assert list(masks.param_masks(model, keep)) == ["conv.weight", "fc1.weight", "fc2.weight"]
+
+
+def test_multihead_attention_projections_are_prunable_like_torch_prune():
+    torch.manual_seed(0)
+    packed = nn.MultiheadAttention(16, 4)
+    split = nn.MultiheadAttention(16, 4, kdim=8, vdim=8)  # separate q/k/v weights
+    cases = ((packed, ["in_proj", "out_proj"]), (split, ["q_proj", "k_proj", "v_proj", "out_proj"]))
+    for attention, names in cases:
+        layers = masks.prunable_layers(attention)
+        assert list(layers) == names
+        scores = {n: m.weight.detach().abs() for n, m in layers.items()}
+        keep = masks.select(scores, 0.5, "layer")
+        reference = copy.deepcopy(attention)
+        for name, layer in layers.items():
+            parameter = masks.parameter_name(name, layer)
+            module = reference if "." not in parameter else reference.out_proj
+            prune.l1_unstructured(module, parameter.split(".")[-1], amount=0.5)
+            assert torch.equal(keep[name], getattr(module, parameter.split(".")[-1] + "_mask").bool()), name
+        masks.apply(layers, keep)
+        assert (
+            attention.state_dict()[masks.parameter_name(names[0], layers[names[0]])] == 0
+        ).float().mean() == 0.5

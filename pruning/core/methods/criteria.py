@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pruning.core.masks import transposed
+from pruning.core.masks import Projection, transposed
 from pruning.core.methods.base import Context, Method, Param, calibration_batches
 from pruning.core.methods.unstructured import BATCHES, accumulate_gradients
 
@@ -82,7 +82,7 @@ def _unfold(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 def _input_energy(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Sum of squared inputs seen by each input position of the weight, flattened per output row
     (before grouping): in_features for Linear, in_channels * kernel for Conv."""
-    if isinstance(layer, nn.Linear) or transposed(layer):
+    if isinstance(layer, (nn.Linear, Projection)) or transposed(layer):
         return x.reshape(-1, x.shape[-1]).pow(2).sum(0)
     columns = _unfold(layer, x)
     if columns is not None:  # exactly the im2col rows each weight multiplies
@@ -104,16 +104,26 @@ def input_norms(
 
     def hook(name):
         def record(module, inputs, output):
+            if not inputs:  # called with keyword arguments only: nothing positional to read
+                return
             e = _input_energy(module, inputs[0].detach().float())
             energy[name] = energy[name] + e if name in energy else e
 
         return record
 
-    handles = [m.register_forward_hook(hook(name)) for name, m in layers.items()]
+    def reading(name, layer):  # a projection's input is one of its attention module's inputs
+        if isinstance(layer, Projection):
+            record, index = hook(name), layer.input_index
+            return layer.owner.register_forward_hook(lambda m, args, out: record(layer, args[index:], out))
+        return layer.register_forward_hook(hook(name))
+
+    handles = [reading(name, m) for name, m in layers.items()]
     was_training = model.training
     model.eval()
+    # Gradients on: nn.TransformerEncoderLayer's inference fast path skips its attention module
+    # (and so the hooks on it) when they are off. Nothing is backpropagated.
     try:
-        with torch.no_grad():
+        with torch.enable_grad():
             for x, _ in calibration_batches(ctx, batches):
                 model(x)
                 samples += len(x)
