@@ -171,6 +171,12 @@ def model_data(spec: str) -> str | None:
     return entry.data if entry else None
 
 
+def model_task(spec: str) -> str | None:
+    """A lab model's declared task; None for other models or when the entry declares none."""
+    entry = model(spec)
+    return entry.task if entry else None
+
+
 def dataset_source(spec: str) -> str:
     """What to load: a lab dataset's source; any other spec unchanged."""
     if not ID.fullmatch(spec) or spec in _sample_datasets():

@@ -46,6 +46,11 @@ def test_lab_ids_load_like_sample_ids(lab_file: Path) -> None:
     weights = models.read_state_dict(lab_file.parent / "weights" / "tiny.safetensors")
     assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
     assert models.default_dataset("tiny") == "blobs"
+    assert (lab.model_task("tiny"), lab.model_task("bare"), lab.model_task("mlp-digits")) == (
+        "classification",
+        None,
+        None,
+    )
     blobs = data.load("blobs")
     assert (len(blobs.train), len(blobs.test), blobs.num_classes) == (180, 60, 3)
     assert not torch.equal(models.load("bare")[0].weight, model[0].weight)  # no weights: freshly built
