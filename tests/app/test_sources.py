@@ -43,6 +43,14 @@ def test_picker_lists_lab_models_by_label_and_previews_them(app, empty) -> None:
     assert array(figures(at)[0]["data"][0]["x"]) == ["0", "2"]  # the lab model's two Linear layers
     assert float(dense_accuracy(at).rstrip("%")) > 80  # its own weights and data
 
+    at.checkbox(key="latency").uncheck()
+    next(b for b in at.button if b.label == "Launch run").click().run()
+    (record,) = empty.runs()
+    assert (record.model, record.config["weights"], record.config["data"]) == ("tiny", None, None)
+    (done,) = wait_done(empty, [record.id])  # a detached worker finds the same lab file
+    assert done.status == "succeeded", done.error
+    assert f"{done.result['dense']['accuracy']:.2%}" == dense_accuracy(at)
+
 
 def test_the_url_follows_the_picker(app, empty) -> None:
     write_lab(empty.root)
