@@ -41,7 +41,7 @@ def _runner(source: argparse.ArgumentParser) -> argparse.ArgumentParser:
     runner.add_argument("--finetune-epochs", type=int, default=0)
     runner.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES))
     runner.add_argument("--steps", type=int, default=1)
-    runner.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    runner.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"], help="auto: CUDA if any")
     runner.add_argument("--batch-size", type=int, default=256, help="batch size for latency")
     runner.add_argument("--no-latency", action="store_true", help="skip timing dense vs pruned")
     runner.add_argument("--export")

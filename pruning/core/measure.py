@@ -67,7 +67,7 @@ def state_dict_for_file(model: nn.Module) -> dict[str, torch.Tensor]:
     seen: set[int] = set()
     state = {}
     for key, value in model.state_dict().items():
-        value = value.detach()
+        value = value.detach().cpu()  # files are written from host memory
         pointer = value.untyped_storage().data_ptr() if value.numel() else None
         state[key] = value.clone() if pointer in seen else value.contiguous()
         if pointer is not None:

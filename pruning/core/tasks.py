@@ -38,6 +38,11 @@ class Evaluation:
     per_class_accuracy: list[float] = field(default_factory=list)
 
 
+def device_of(model: nn.Module) -> torch.device:
+    """Where the model's weights are (CPU for a model without any)."""
+    return next(model.parameters(), torch.empty(0)).device
+
+
 def logits(output) -> torch.Tensor:
     """A model's output as a tensor: `.logits` of a Hugging Face output, the first of a tuple."""
     if hasattr(output, "logits"):
@@ -68,9 +73,10 @@ class Task:
         total = hits = count = 0.0
         per_hits = torch.zeros(max(num_classes, 1))
         per_count = torch.zeros(max(num_classes, 1))
-        step = EVAL_BATCH[self.name]
+        step, device = EVAL_BATCH[self.name], device_of(model)
         for start in range(0, n, step):
             x, y = split.x[start : min(start + step, n)], split.y[start : min(start + step, n)]
+            x, y = x.to(device), y.to(device)
             out = logits(model(x))
             if self.name == "regression":
                 total += float(
@@ -84,8 +90,8 @@ class Task:
             right = (flat.argmax(1) == target).float()
             hits, count = hits + float(right.sum()), count + target.numel()
             if self.name == "classification" and num_classes:
-                per_hits += torch.bincount(target, weights=right, minlength=num_classes)[:num_classes]
-                per_count += torch.bincount(target, minlength=num_classes)[:num_classes].float()
+                per_hits += torch.bincount(target, weights=right, minlength=num_classes)[:num_classes].cpu()
+                per_count += torch.bincount(target, minlength=num_classes)[:num_classes].float().cpu()
         count = max(count, 1)
         if self.name == "regression":
             return Evaluation(total / count)

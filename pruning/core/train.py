@@ -10,7 +10,7 @@ from torch import nn
 
 from pruning.core.data import Split
 from pruning.core.progress import Progress
-from pruning.core.tasks import CLASSIFICATION, Task
+from pruning.core.tasks import CLASSIFICATION, Task, device_of
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,10 @@ def fit(
         optimizer, max_lr=config.lr, total_steps=epochs * len(loader)
     )
     model.train()
+    device = device_of(model)
     for epoch in range(epochs):
         for x, y in loader:
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad(set_to_none=True)
             task.loss(model(x), y).backward()
             optimizer.step()

@@ -30,7 +30,7 @@ class RunConfig:
     schedule: Schedule = "oneshot"
     steps: int = 1
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"  # auto: CUDA where there is one, else the CPU
     latency: bool = True
     batch_size: int = 256
     export: str | None = None

@@ -44,7 +44,7 @@ class Loaded:
 
     @property
     def ctx(self) -> methods.Context:
-        return methods.Context(self.data.train, self.config.seed, self.data.task)
+        return methods.Context(self.data.train, self.config.seed, self.data.task, self.example.device)
 
 
 @dataclass
@@ -58,8 +58,7 @@ class Prepared(Loaded):
 
 def load(config: RunConfig) -> Loaded:
     """Load and validate what a group of runs needs; raises UserError before any work is stored."""
-    if resolve_device(config.device).type != "cpu":
-        raise UserError("runs execute on the CPU for now; use --device cpu")
+    device = resolve_device(config.device)
     method = methods.get(config.method)
     options = method.options(dict(config.options))
     model = models.load(config.model, config.weights)  # first: an unknown model is the error to show
@@ -67,8 +66,9 @@ def load(config: RunConfig) -> Loaded:
     if dataset_spec is None:
         raise UserError(f"model '{config.model}' has no default dataset: pass --data")
     data = datasets.with_task(datasets.load(dataset_spec), config.task)
+    model = model.to(device)
     layers = masking.prunable_layers(model)
-    example = data.test.x[: config.batch_size]
+    example = data.test.x[: config.batch_size].to(device)
     try:
         with torch.no_grad():
             model(example[:1])

@@ -136,7 +136,7 @@ def lottery(prep: Prepared, config: RunConfig, progress: Progress) -> Outcome:
         return lambda f, epoch: progress((start + f * epochs) / budget, f"{message} {epoch}")
 
     torch.manual_seed(config.seed)
-    work = models.build(config.model)
+    work = models.build(config.model).to(prep.example.device)
     task = prep.data.task
     fit(work, train, recipe, rewind, seed=config.seed, progress=phase(0, rewind, "to rewind"), task=task)
     checkpoint = copy.deepcopy(work.state_dict())

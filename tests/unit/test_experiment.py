@@ -232,3 +232,25 @@ def test_transformer_encoder_attention_weights_are_in_scope(tmp_path, method):
     fresh.load_state_dict(load_file(tmp_path / "out" / "model.safetensors"))
     weight = fresh.encoder.layers[1].self_attn.in_proj_weight
     assert (weight == 0).float().mean().item() == pytest.approx(0.5, abs=0.01)
+
+
+def test_device_auto_runs_where_it_can_and_cuda_without_a_gpu_says_what_to_do():
+    result = experiment.run(RunConfig("mlp-digits", "magnitude", 0.5, latency=False))  # device auto
+    assert result.config["device"] == "auto" and result.sparsity == pytest.approx(0.5, abs=1e-3)
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA is not available here; use --device cpu"):
+            submit.validate([RunConfig("mlp-digits", "magnitude", 0.5, device="cuda")])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cuda_run_fine_tunes_measures_and_exports_like_a_cpu_run(tmp_path):
+    config = RunConfig(
+        "cnn-digits", "taylor", 0.5, finetune_epochs=1, device="cuda", export=str(tmp_path / "out")
+    )
+    result = experiment.run(config)
+    assert result.sparsity == pytest.approx(0.5, abs=1e-3) and result.latency_ms.pruned > 0
+    cpu = experiment.run(config.replace(device="cpu", export=None, latency=False))
+    assert result.dense.accuracy == pytest.approx(cpu.dense.accuracy, abs=1e-6)
+    from safetensors.torch import load_file
+
+    assert all(t.device.type == "cpu" for t in load_file(tmp_path / "out" / "model.safetensors").values())

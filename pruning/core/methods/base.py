@@ -65,6 +65,7 @@ class Context:
     calibration: Split | None
     seed: int = 0
     task: Task = CLASSIFICATION  # its loss is what gradient-based criteria differentiate
+    device: torch.device = torch.device("cpu")  # where calibration batches go (the model's device)
 
 
 @dataclass(frozen=True)
@@ -192,4 +193,4 @@ def calibration_batches(ctx: Context, batches: int, batch_size: int = 64):
     for i, (x, y) in enumerate(ctx.calibration.loader(batch_size, shuffle=True, seed=ctx.seed)):
         if i >= batches:
             break
-        yield x, y
+        yield x.to(ctx.device), y.to(ctx.device)
