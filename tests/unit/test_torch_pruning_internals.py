@@ -6,6 +6,7 @@ before changing the pin in requirements.txt.
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import inspect
 from pathlib import Path
@@ -72,7 +73,7 @@ def graph_of(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
 
 
 def pruner(model: nn.Module, example: torch.Tensor, **kwargs) -> tp.pruner.BasePruner:
-    kwargs = {"ignored_layers": [model.fc], **internals.fresh_channel_groups(), **kwargs}
+    kwargs = {"ignored_layers": [model.fc], **internals.channel_groups(model), **kwargs}
     with internals.quiet():
         return tp.pruner.BasePruner(model, example, tp.importance.MagnitudeImportance(p=1), **kwargs)
 
@@ -110,10 +111,10 @@ def test_a_group_lists_each_module_and_the_side_that_loses_channels():
     model, example = seeded(Net)
     graph = graph_of(model, example)
     steps = internals.output_channel_group(graph, model.conv1)
-    assert steps[0] == internals.Member(model.conv1, True)  # the root first
-    assert internals.Member(model.conv2, False) in steps  # conv2 loses the matching inputs
-    assert model.bn1 in {s.module for s in steps}
-    assert internals.Member(model.fc, True) in internals.output_channel_group(graph, model.fc)
+    assert steps[0] == internals.Member(model.conv1, True, False)  # the root first
+    assert internals.Member(model.conv2, False, True) in steps  # conv2 loses the matching inputs
+    assert internals.Member(model.bn1, True, True) in steps  # BatchNorm: one axis, both sides
+    assert internals.Member(model.fc, True, False) in internals.output_channel_group(graph, model.fc)
 
 
 def test_all_groups_are_rooted_as_the_pruner_roots_them():
@@ -125,14 +126,21 @@ def test_all_groups_are_rooted_as_the_pruner_roots_them():
     assert sorted(roots, key=id) == sorted([model.conv1, model.conv2], key=id)
 
 
-def test_step_consults_the_replaced_importance_for_every_group():
+def test_step_consults_the_replaced_importance_and_grouping_once_each():
     model, example = seeded(Net)
     p = pruner(model, example, pruning_ratio=0.5)
     graph = internals.dependency_graph(p)
+    computed, formed = [], []
+    estimate, form = p.importance, graph.get_all_groups
+    p.importance = lambda g: computed.append(g) or estimate(g)  # what scoring a group costs
+    graph.get_all_groups = lambda **kw: formed.append(kw) or form(**kw)  # what forming them costs
     scored = []
-    internals.record_scored_groups(p, lambda g: scored.append(internals.members(graph, g)[0].module))
+    internals.score_once(p, lambda g: scored.append(internals.members(graph, g)[0].module))
+    internals.plan(p)
+    internals.plan(p)
     p.step()
-    assert sorted(scored, key=id) == sorted([model.conv1, model.conv2], key=id)
+    assert sorted(scored, key=id) == sorted([model.conv1, model.conv2] * 3, key=id)  # named every time
+    assert len(computed) == 2 and len(formed) == 1  # the dense model's groups and scores, every step
     assert (model.conv1.out_channels, model.conv2.out_channels) == (4, 8)  # the scores were still used
 
 
@@ -166,7 +174,7 @@ def test_num_heads_is_decremented_in_place_as_heads_are_removed():
 
 
 def test_the_default_channel_group_dicts_are_shared_and_filled_by_the_constructor():
-    # The reason search.py passes fresh dicts: without them, one trial's modules stay in the defaults.
+    # The reason trial.py passes fresh dicts: without them, one model's modules stay in the defaults.
     defaults = inspect.signature(tp.pruner.BasePruner).parameters
     shared = [defaults["in_channel_groups"].default, defaults["out_channel_groups"].default]
     before = [dict(d) for d in shared]
@@ -184,3 +192,144 @@ def test_the_default_channel_group_dicts_are_shared_and_filled_by_the_constructo
     fresh = pruner(model, example)
     assert fresh.out_channel_groups[model.conv2] == 2
     assert all(model.conv2 not in d for d in shared)
+
+
+class Mobile(nn.Module):
+    """MobileNetV2's inverted residual without the residual: pointwise, depthwise, pointwise."""
+
+    def __init__(self):
+        super().__init__()
+        self.expand, self.bn1 = nn.Conv2d(1, 8, 1), nn.BatchNorm2d(8)
+        self.depthwise, self.bn2 = nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8)
+        self.project, self.fc = nn.Conv2d(8, 6, 1), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.bn2(self.depthwise(torch.relu(self.bn1(self.expand(x))))))
+        return self.fc(self.project(x).mean(dim=(2, 3)))
+
+
+class Concat(nn.Module):
+    """Two branches concatenated into one conv, as in DenseNet: each branch owns part of its inputs."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(1, 8, 3), nn.Conv2d(1, 4, 3)
+        self.joint, self.fc = nn.Conv2d(12, 8, 1), nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([torch.relu(self.a(x)), torch.relu(self.b(x))], dim=1)
+        return self.fc(self.joint(x).mean(dim=(2, 3)))
+
+
+class Encoder(nn.Module):
+    """nn.TransformerEncoderLayer (nn.MultiheadAttention inside) between two Linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(4, 16)
+        self.layer = nn.TransformerEncoderLayer(16, 4, dim_feedforward=32, dropout=0.0, batch_first=True)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.layer(self.embed(x)).mean(1))
+
+
+def made(make: type[nn.Module]) -> tuple[nn.Module, torch.Tensor]:
+    torch.manual_seed(0)
+    example = torch.randn(2, 5, 4) if make is Encoder else torch.randn(2, 1, 8, 8)
+    return make().eval(), example
+
+
+def test_a_depthwise_conv_loses_inputs_and_outputs_in_the_group_that_feeds_it():
+    model, example = made(Mobile)
+    graph = graph_of(model, example)
+    steps = internals.output_channel_group(graph, model.expand)
+    assert internals.Member(model.depthwise, True, True) in steps
+    assert internals.Member(model.project, False, True) in steps
+    groups = [g for g in internals.all_groups(graph, ignored=[model.fc]) if g[0].module is not model.project]
+    assert len(groups) == 1  # no group of its own: its channels are the expand conv's
+    assert {model.expand, model.depthwise} <= {step.module for step in groups[0]}
+
+
+def test_multihead_attention_is_traced_and_pruned_with_its_out_proj():
+    model, example = made(Encoder)
+    attention = model.layer.self_attn
+    graph = graph_of(model, example)
+    assert attention in graph.module2node and attention.out_proj not in graph.module2node
+    assert internals.used_inside(internals.traced(graph)) == {attention.out_proj}
+    steps = internals.output_channel_group(graph, model.embed)
+    assert (
+        internals.Member(attention.out_proj, True, True) in steps
+    )  # the embedding is its inputs and outputs
+    groups = internals.channel_groups(model)
+    assert groups == {"in_channel_groups": {attention: 4}, "out_channel_groups": {attention: 4}}
+    p = pruner(model, example, pruning_ratio=0.3)
+    p.step()
+    assert attention.embed_dim % 4 == 0 and attention.embed_dim < 16  # every head lost the same dims
+    assert attention.out_proj.weight.shape == (attention.embed_dim, attention.embed_dim)
+    assert model(example).shape == (2, 3)
+
+
+@pytest.mark.parametrize("make,ignored", [(Net, ("fc", "conv2")), (Former, ("fc", "attn.qkv"))])
+def test_ignore_sets_what_the_constructor_derives_from_ignored_layers(make, ignored):
+    model, example = seeded(make)
+    heads = {model.attn.qkv: 4} if make is Former else {}
+    layers = [model.get_submodule(name) for name in ignored]
+
+    def build(**kwargs) -> tp.pruner.BasePruner:
+        with internals.quiet():
+            return tp.pruner.BasePruner(
+                model,
+                example,
+                tp.importance.MagnitudeImportance(p=1),
+                num_heads=dict(heads),
+                prune_num_heads=bool(heads),
+                **internals.channel_groups(model),
+                **kwargs,
+            )
+
+    constructed, given = build(ignored_layers=layers), build()
+    totals = lambda p: (p.initial_total_channels, p.initial_total_heads)  # noqa: E731
+    assert totals(given) != totals(constructed)  # ignoring these layers changes what is counted
+    internals.ignore(given, layers)
+    assert given.ignored_layers == constructed.ignored_layers
+    assert totals(given) == totals(constructed)
+
+
+def test_a_planned_step_prunes_nothing_and_aiming_matches_a_pruner_built_at_that_ratio():
+    model, example = seeded(Former)
+    qkv = model.attn.qkv
+    options = {"global_pruning": True, "prune_num_heads": True, "prune_head_dims": False}
+    aimed = pruner(model, example, pruning_ratio=0.0, num_heads={qkv: 4}, **options)
+    internals.aim(aimed, 0.5, 0.5, {})
+    groups, heads = internals.plan(aimed)
+    assert groups and heads[qkv] == 2  # it would remove two heads ...
+    assert aimed.num_heads[qkv] == 4 and aimed.out_channel_groups[qkv] == 4  # ... and put the count back
+    assert qkv.out_features == 48  # nothing was pruned
+    aimed.step()
+    twin, _ = seeded(Former)
+    built = pruner(
+        twin, example, pruning_ratio=0.5, num_heads={twin.attn.qkv: 4}, head_pruning_ratio=0.5, **options
+    )
+    built.step()
+    assert [p.shape for p in model.parameters()] == [p.shape for p in twin.parameters()]
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters()))
+
+
+@pytest.mark.parametrize("make", [Net, Mobile, Concat, Encoder])
+def test_shrinking_stand_ins_by_the_planned_groups_leaves_the_shapes_pruning_leaves(make):
+    model, example = made(make)
+    p = pruner(model, example, global_pruning=True, pruning_ratio=0.4)
+    internals.aim(p, 0.4, 0.0, {})
+    groups, _ = internals.plan(p)
+    before = {name: param.clone() for name, param in model.named_parameters()}
+    # stand-ins holding the very same parameters: the pruning functions must not write in place
+    memo = {id(param): param for param in model.parameters()}
+    copied = copy.deepcopy(model, memo)
+    internals.shrink(groups, {m: memo[id(m)] for m in model.modules()})
+    assert all(torch.equal(before[name], param) for name, param in model.named_parameters())
+    p.step()
+    assert {n: q.shape for n, q in copied.named_parameters()} == {
+        n: q.shape for n, q in model.named_parameters()
+    }
+    assert any(q.shape != before[n].shape for n, q in model.named_parameters())  # something was pruned

@@ -52,8 +52,8 @@ def group_name(graph: tp.DependencyGraph, group: Iterable) -> str:
     return internals.module_name(graph, steps[0].module, "?")
 
 
-def _failure(model: nn.Module, example: torch.Tensor) -> tuple[str, Exception] | None:
-    """Run the model; on an exception, name the innermost module that had not finished."""
+def _failing_module(model: nn.Module, example: torch.Tensor) -> str:
+    """Run the model again with hooks: the innermost module that had not finished."""
     entered, finished = [], set()
     hooks = []
     for name, module in model.named_modules():
@@ -62,26 +62,25 @@ def _failure(model: nn.Module, example: torch.Tensor) -> tuple[str, Exception] |
     try:
         with torch.no_grad():
             model(example)
-    except Exception as exc:
-        failing = [n for n in entered if n and n not in finished]
-        return (failing[-1] if failing else "its own forward"), exc
+    except Exception:
+        pass
     finally:
         for h in hooks:
             h.remove()
-    return None
+    failing = [n for n in entered if n and n not in finished]
+    return failing[-1] if failing else "its own forward"
 
 
 def verify(model: nn.Module, example: torch.Tensor, shape: torch.Size) -> None:
     """Refuse a pruned model that no longer runs, or whose output shape changed."""
-    failed = _failure(model.eval(), example)
-    if failed:
-        where, exc = failed
+    try:  # one plain run; hooks to name the failing module only when it fails
+        with torch.no_grad():
+            got = model.eval()(example).shape
+    except Exception as exc:
         raise UserError(
             f"Torch-Pruning could not prune this architecture consistently: the pruned model fails in "
-            f"{where} ({cause(exc)}); {UNSTRUCTURED_HINT}"
-        )
-    with torch.no_grad():
-        got = model(example).shape
+            f"{_failing_module(model, example)} ({cause(exc)}); {UNSTRUCTURED_HINT}"
+        ) from exc
     if got != shape:
         raise UserError(
             f"structured pruning changed the model's output shape from {tuple(shape)} to {tuple(got)}; "

@@ -36,7 +36,7 @@ def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
     }
 
 
-def _graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
+def graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     try:
         with internals.quiet():
             return tp.DependencyGraph().build_dependency(model, example_inputs=example)
@@ -72,19 +72,34 @@ def _skip_reason(traced: bool, output: bool, out_ok: bool, in_ok: bool) -> tuple
 def analyse(model: nn.Module, example: torch.Tensor) -> Layout:
     """Output layers, attention modules and the layers that cannot lose channels, on a copy."""
     model = copy.deepcopy(model)
-    graph = _graph(model, example)
-    layers = masks.prunable_layers(model)
-    names = {m: n for n, m in layers.items()}
+    return read(graph(model, example), model)
+
+
+def module_of(layer: nn.Module | masks.Projection) -> nn.Module:
+    """The module Torch-Pruning prunes for a prunable layer: itself, or a projection's owner."""
+    return layer.owner if isinstance(layer, masks.Projection) else layer
+
+
+def read(graph: tp.DependencyGraph, model: nn.Module) -> Layout:
+    """The layout of `model` from its dependency graph (before anything is pruned)."""
+    layers = {n: module_of(layer) for n, layer in masks.prunable_layers(model).items()}
+    names: dict[nn.Module, list[str]] = {}
+    for name, module in layers.items():  # an attention module owns one to three projections
+        names.setdefault(module, []).append(name)
     reached = internals.traced(graph)
-    traced = {n for n, m in layers.items() if m in reached}
+    inside = internals.used_inside(reached)  # pruned with the module that uses them
+    traced = {n for n, m in layers.items() if m in reached or m in inside}
     terminal = internals.terminal_modules(graph)
-    outputs = tuple(n for n in layers if n in traced and _touches_output(graph, layers[n], terminal))
+    outputs = tuple(n for n, m in layers.items() if m in reached and _touches_output(graph, m, terminal))
     out_ok, in_ok = set(), set()
     with internals.quiet():
         for group in internals.all_groups(graph, ignored=[layers[n] for n in outputs]):
             for step in group:
-                if step.module in names:
-                    (out_ok if step.outputs else in_ok).add(names[step.module])
+                # a depthwise conv loses inputs and outputs at once: its channels are both
+                if step.outputs:
+                    out_ok.update(names.get(step.module, ()))
+                if step.inputs:
+                    in_ok.update(names.get(step.module, ()))
     skipped = []
     for name in layers:
         kept = _skip_reason(name in traced, name in outputs, name in out_ok, name in in_ok)

@@ -1,9 +1,10 @@
 """The search for the channel ratio that removes a target sparsity, and `prune`/`check`.
 
 Torch-Pruning is steered by a channel ratio, while `sparsity` is the fraction of the dense
-model's prunable weights removed (DESIGN.md §2): `prune` bisects the ratio, each trial on
-a fresh copy, until the achieved sparsity lands within `TOLERANCE` of the target. Per-layer
-sparsities are held by correcting those layers' own ratios inside each trial (`_held`).
+model's prunable weights removed (DESIGN.md §2): `prune` searches the ratio, each trial a
+prediction of one shared pruner (`trial.Plan`), until the sparsity lands within `TOLERANCE`
+of the target, then prunes once at that ratio. Per-layer sparsities are held by correcting
+those layers' own ratios inside each trial (`_held`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from pruning.core import masks
+from pruning.core import masks, measure
 from pruning.core.structured import explain
 from pruning.core.structured.layout import Layout, analyse, attention_modules
 from pruning.core.structured.trial import Plan, Trial
@@ -25,6 +26,8 @@ TOLERANCE = 0.02  # |achieved - target| allowed (DESIGN.md §2)
 MAX_RATIO = 0.99  # channel ratio upper bound of the search
 MAX_TRIALS = 24
 OVERRIDE_ROUNDS = 3
+
+Point = tuple[float, float | None]  # (channel ratio, sparsity reached there, or None if unknown)
 
 
 @dataclass
@@ -41,28 +44,72 @@ class Pruned:
     overrides: dict[str, dict]  # layer -> {"target", "sparsity"} for per-layer sparsities
 
 
+def _u(sparsity: float) -> float:
+    """The channel ratio at which both sides of every layer reach `sparsity`: 1 - sqrt(1 - s)."""
+    return 1.0 - math.sqrt(max(1.0 - sparsity, 0.0))
+
+
+def _toward(a: Point, b: Point, target: float) -> float:
+    """The ratio where the line through two points, in `_u` of their sparsity, meets the target."""
+    (r0, s0), (r1, s1) = a, b
+    return r0 + (_u(target) - _u(s0)) * (r1 - r0) / (_u(s1) - _u(s0))
+
+
+def _next_ratio(lo: Point, hi: Point, below: list[Point], target: float, stuck: bool) -> float:
+    """The next ratio to try between the bounds `lo` and `hi` (ratio, sparsity or None if unknown).
+
+    Sparsity grows with the ratio about as 1 - (1 - ratio)^2, so it is about linear in `_u` of the
+    sparsity: between two known bounds, interpolate (kept a twentieth of the bracket inside it),
+    unless the same bound moved twice (`stuck`: the sparsity jumps somewhere in between, as where
+    a coarse channel group goes); above the last known point below the target, extrapolate from
+    the lowest and the highest of them (`below`: far apart, so a step in the sparsity cannot tilt
+    the line; at most halfway to `hi`); else halve.
+    """
+    (r0, s0), (r1, s1) = lo, hi
+    if s0 is not None and s1 is not None and s1 > s0 and not stuck:
+        margin = (r1 - r0) / 20
+        return min(max(_toward((r0, s0), (r1, s1), target), r0 + margin), r1 - margin)
+    if s1 is None and len(below) >= 2 and below[-1][1] > below[0][1]:
+        return min(max(_toward(below[0], below[-1], target), r0 + 1e-4), (r0 + r1) / 2)
+    return (r0 + r1) / 2
+
+
 def _search(
-    trial_at: Callable[[float], Trial], target: float, tol: float
+    trial_at: Callable[[float], Trial], target: float, tol: float, start: float | None
 ) -> tuple[Trial | None, Trial | None]:
-    """Bisection over the channel ratio; returns the closest valid trial and the last that vanished."""
+    """Bracketed search over the channel ratio; the closest valid trial and the last that vanished.
+
+    `start` is the sparsity at ratio 0 when known (no per-layer ratios, no heads removed).
+    """
     if target <= 0.0:
         return trial_at(0.0), None
-    lo, hi = 0.0, MAX_RATIO
-    ratio = 1.0 - math.sqrt(1.0 - target)  # guess: both sides of a layer shrink at this ratio
+    lo: Point = (0.0, start)
+    hi: Point = (MAX_RATIO, None)
+    below = [(0.0, start)] if start is not None else []  # known points under the target, rising
+    ratio = _u(target)  # guess: both sides of a layer shrink at this ratio
     best = blocked = None
+    moved: list[str] = []  # which bound each trial moved
     for _ in range(MAX_TRIALS):
         t = trial_at(ratio)
         if t.vanished:
-            hi, blocked = ratio, t
+            hi, blocked = (ratio, None), t
+            moved.append("hi")
         else:
             if best is None or abs(t.sparsity - target) < abs(best.sparsity - target):
                 best = t
             if abs(t.sparsity - target) <= tol / 4:
                 break
-            lo, hi = (ratio, hi) if t.sparsity < target else (lo, ratio)
-        if hi - lo < 1e-4:
+            if t.sparsity < target:
+                lo = (ratio, t.sparsity)
+                below.append(lo)
+                moved.append("lo")
+            else:
+                hi = (ratio, t.sparsity)
+                moved.append("hi")
+        within = best is not None and abs(best.sparsity - target) <= tol
+        if hi[0] - lo[0] < (1e-3 if within else 1e-4):  # a jump: nothing closer lies in between
             break
-        ratio = (lo + hi) / 2
+        ratio = _next_ratio(lo, hi, below, target, stuck=moved[-2:] in (["lo", "lo"], ["hi", "hi"]))
     return best, blocked
 
 
@@ -118,9 +165,10 @@ def _closest(plan: Plan, sparsity: float, overrides: Mapping[str, float], tol: f
     qkv = {f"{n}.qkv" for n in attention} | set(attention)
     best = blocked = None
     for head_ratio in _head_ratios(attention if plan.heads else {}, sparsity):
-        ratios = {n: 1.0 - math.sqrt(1.0 - s) for n, s in overrides.items()}  # warm-started per trial
+        ratios = {n: _u(s) for n, s in overrides.items()}  # warm-started per trial
         trial_at = functools.partial(_held, plan, head_ratio=head_ratio, overrides=overrides, ratios=ratios)
-        best, blocked = _search(trial_at, sparsity, tol)
+        start = plan.unpruned if not overrides and head_ratio == 0.0 else None
+        best, blocked = _search(trial_at, sparsity, tol, start)
         attention_vanished = blocked is not None and bool(qkv & set(blocked.vanished))
         if best is not None and abs(best.sparsity - sparsity) <= tol or not attention_vanished:
             break  # fewer heads only help when a whole attention module was about to vanish
@@ -128,7 +176,7 @@ def _closest(plan: Plan, sparsity: float, overrides: Mapping[str, float], tol: f
         reached = best.sparsity if best is not None else None
         vanished = blocked.vanished[0] if blocked is not None else None
         raise explain.unreached(sparsity, reached, vanished, bool(overrides))
-    return best, head_ratio
+    return best, best.head_ratio
 
 
 def prune(
@@ -143,30 +191,30 @@ def prune(
 ) -> Pruned:
     """A physically pruned copy of `model` with `sparsity` of its prunable weights removed.
 
-    `importance` is a deterministic Torch-Pruning importance object (every trial must rank
-    alike); Taylor-style criteria read the gradients already stored in `model`.
+    `importance` is a deterministic Torch-Pruning importance object; it scores the dense
+    model once, and Taylor-style criteria read the gradients already stored in `model`.
     `scope="global"` ranks channels across layers, `"layer"` removes the same channel ratio
     everywhere; `overrides` give layers their own weight sparsity. Raises UserError when the
     target is out of reach or the pruned model breaks.
     """
     overrides = dict(overrides or {})
-    layout = analyse(model, example)
-    _check_overrides(layout, overrides)
-    with torch.no_grad():
-        shape = model.eval()(example).shape
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.grad is not None}
-    dense = masks.prunable_layers(model)
-    plan = Plan(model, grads, example, importance, layout, dense, scope, heads)
+    plan = Plan(model, example, importance, scope, heads, overrides)
+    _check_overrides(plan.layout, overrides)
     best, head_ratio = _closest(plan, sparsity, overrides, tol)
-    explain.verify(best.model, example, shape)
-    left = {n: m.num_heads for n, m in attention_modules(best.model).items() if n in layout.attention}
+    pruned = plan.apply(best)
+    explain.verify(pruned, example, plan.shape)
+    dense, layers = plan.dense_layers, masks.prunable_layers(pruned)
+    reached = measure.sparsity(dense, layers)
+    if abs(reached - sparsity) > tol:  # the trial's prediction was wrong: say what was reached
+        raise explain.unreached(sparsity, reached, None, bool(overrides))
+    attention = plan.layout.attention
     return Pruned(
-        best.model,
-        best.sparsity,
+        pruned,
+        reached,
         best.ratio,
-        head_ratio if heads and layout.attention else None,
-        left,
-        layout.skipped,
+        head_ratio if heads and attention else None,
+        {n: m.num_heads for n, m in attention_modules(pruned).items() if n in attention},
+        plan.layout.skipped,
         plan.trials,
-        {n: {"target": t, "sparsity": _layer_sparsity(dense, best.model, n)} for n, t in overrides.items()},
+        {n: {"target": t, "sparsity": _layer_sparsity(dense, pruned, n)} for n, t in overrides.items()},
     )
