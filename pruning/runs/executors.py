@@ -149,6 +149,8 @@ def spawn(store: Store, jobs: Mapping[str, RunConfig], workers: int = 1) -> list
     env = dict(
         os.environ,
         PYTHONPATH=os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
+        # workers run from the project root: they find this store's lab file by its absolute path
+        PRUNING_LAB_LAB=os.environ.get("PRUNING_LAB_LAB") or str((store.root / "lab.toml").resolve()),
     )
     procs = []
     for share in shares:

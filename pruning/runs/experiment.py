@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 
 from torch import nn
 
-from pruning.core import hf, measure
+from pruning.core import hf, lab, measure
 from pruning.core import masks as masking
 from pruning.core.methods import Pruning, Target
 from pruning.core.progress import Progress, no_progress
@@ -131,7 +131,8 @@ def run_one(
     result.latency_ms.extra.update(prep.method.measure(pruning, prep.example, prep.options, config.latency))
     result.seconds = time.perf_counter() - start
     if config.export:
-        export(pruning.model, result, config.export, prep.example, hugging_face=hf.is_hf(config.model))
+        hugging_face = hf.is_hf(lab.model_source(config.model))  # a lab id may name an hf: directory
+        export(pruning.model, result, config.export, prep.example, hugging_face=hugging_face)
     progress(1.0, "done")
     return result
 

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from pruning.core import data as datasets
+from pruning.core import lab, measure, methods, models
 from pruning.core import masks as masking
-from pruning.core import measure, methods, models
 from pruning.core.progress import Progress
 from pruning.core.train import fit
 from pruning.errors import UserError
@@ -65,7 +65,7 @@ def load(config: RunConfig) -> Loaded:
     dataset_spec = config.data or models.default_dataset(config.model)
     if dataset_spec is None:
         raise UserError(f"model '{config.model}' has no default dataset: pass --data")
-    data = datasets.with_task(datasets.load(dataset_spec), config.task)
+    data = datasets.with_task(datasets.load(dataset_spec), config.task or lab.model_task(config.model))
     model = model.to(device)
     layers = masking.prunable_layers(model)
     example = data.test.x[: config.batch_size].to(device)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import torch
 
+from pruning.core import lab, models
 from pruning.core import masks as masking
-from pruning.core import models
 from pruning.core.progress import Progress, no_progress
 from pruning.errors import UserError
 from pruning.runs.config import RunConfig
@@ -79,14 +79,18 @@ def _fingerprint(spec: str | None) -> str | None:
 
 
 def cache_key(config: RunConfig, options: Mapping, levels: Sequence[float]) -> str:
-    weights = config.weights
-    if weights is None and config.model in models.SAMPLE_MODELS:
-        weights = str(models.SAMPLE_MODELS[config.model].weights)
+    """Everything that determines a table, files by their content (a lab id by what it points at)."""
+    source = lab.model_source(config.model)
+    weights = lab.model_weights(config.model, config.weights)
+    if weights is None and source in models.SAMPLE_MODELS:
+        weights = str(models.SAMPLE_MODELS[source].weights)
+    data = config.data or models.default_dataset(config.model)
     parts = {
         "kind": CACHE_VERSION,
-        "model": [config.model, _fingerprint(config.model)],
-        "weights": _fingerprint(weights),
-        "data": [config.data, _fingerprint(config.data)],
+        "model": [config.model, _fingerprint(source)],
+        "weights": _fingerprint(str(weights) if weights is not None else None),
+        "data": [data, _fingerprint(lab.dataset_source(data) if data else None)],
+        "task": config.task,
         "method": config.method,
         "options": dict(sorted(options.items())),
         "levels": list(levels),
