@@ -33,6 +33,11 @@ def live_preview(base: RunConfig, method: methods.Method, options: dict) -> None
     except UserError as exc:
         st.error(str(exc))
         return
+    if result.config.get("eval_samples"):
+        st.caption(
+            f"Evaluated on the first {result.config['eval_samples']:,} test samples, a cap that keeps the "
+            "preview interactive; full runs evaluate all of them."
+        )
     dense, pruned = result.dense, result.pruned
     a, b, c = st.columns(3)
     if result.metric == "accuracy":

@@ -48,6 +48,8 @@ def _config(args: Namespace, method: str, sparsity: float) -> RunConfig:
         data=args.data,
         weights=args.weights,
         task=args.task,
+        eval_samples=args.eval_samples,
+        calib_samples=args.calib_samples,
         scope=args.scope,
         layer_sparsity=parse_layer_sparsity(args.layer_sparsity),
         options=_options(method, args.option),
@@ -220,6 +222,7 @@ def _analyse(args: Namespace) -> analysis.Sensitivity:
     config = submit.analysis_config(
         args.model, args.method, options=_options(args.method, args.option),
         data=args.data, weights=args.weights, seed=args.seed, task=args.task,
+        eval_samples=args.eval_samples, calib_samples=args.calib_samples,
     )  # fmt: skip
     levels = analysis.parse_levels(_numbers(args.levels) if args.levels else analysis.DEFAULT_LEVELS)
     store = Store(args.store)

@@ -30,6 +30,8 @@ def _source(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
     source.add_argument("--weights")
     source.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="method option")
     source.add_argument("--seed", type=int, default=0)
+    source.add_argument("--eval-samples", type=int, metavar="N", help="evaluate on N samples (default: all)")
+    source.add_argument("--calib-samples", type=int, metavar="N", help="calibrate on N training samples")
     source.add_argument("--quiet", action="store_true", help="no progress bar")
     return source
 

@@ -34,6 +34,8 @@ class RunConfig:
     latency: bool = True
     batch_size: int = 256
     export: str | None = None
+    eval_samples: int | None = None  # evaluate on the first N test samples (None: all of them)
+    calib_samples: int | None = None  # calibrate criteria on N seeded training samples (None: all)
 
     def __post_init__(self) -> None:
         validate_sparsity(self.sparsity)
@@ -46,6 +48,10 @@ class RunConfig:
         for field, low in (("finetune_epochs", 0), ("steps", 1), ("batch_size", 1)):
             if not isinstance(getattr(self, field), int) or getattr(self, field) < low:
                 raise UserError(f"{field.replace('_', '-')} must be an integer >= {low}")
+        for field in ("eval_samples", "calib_samples"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"{field.replace('_', '-')} must be an integer >= 1 (leave it out for all)")
         if self.task is not None and self.task not in TASKS:
             raise UserError(f"task must be one of {', '.join(TASKS)}, got '{self.task}'")
         if self.device not in ("cpu", "cuda", "auto"):

@@ -39,7 +39,7 @@ def check(loaded: Loaded, config: RunConfig) -> None:
 
 
 def _evaluate(prep: Prepared, model: nn.Module) -> Evaluation:
-    return prep.data.evaluate(model, prep.data.test)
+    return prep.evaluate(model)
 
 
 def summarise(
@@ -147,6 +147,9 @@ def group_key(config: RunConfig) -> tuple:
         config.options,
         config.seed,
         config.device,
+        config.task,
+        config.eval_samples,  # the dense figures are measured on what is evaluated
+        config.calib_samples,  # the scores depend on what calibrates them
     )
 
 

@@ -16,6 +16,7 @@ from pruning.core import data as datasets
 from pruning.core import lab, measure, methods, models
 from pruning.core import masks as masking
 from pruning.core.progress import Progress
+from pruning.core.tasks import Evaluation
 from pruning.core.train import fit
 from pruning.errors import UserError
 from pruning.runs.config import RunConfig
@@ -44,7 +45,21 @@ class Loaded:
 
     @property
     def ctx(self) -> methods.Context:
-        return methods.Context(self.data.train, self.config.seed, self.data.task, self.example.device)
+        return methods.Context(self.calibration, self.config.seed, self.data.task, self.example.device)
+
+    @property
+    def calibration(self) -> datasets.Split:
+        """What criteria calibrate on: the training split, or `calib_samples` of it (seeded)."""
+        train, cap = self.data.train, self.config.calib_samples
+        if cap is None or cap >= len(train):
+            return train
+        chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.seed))[:cap]
+        return datasets.Split(train.x[chosen], train.y[chosen])
+
+    def evaluate(self, model: nn.Module, split: datasets.Split | None = None) -> Evaluation:
+        """The task's metric on `split` (default: the test split), capped at `eval_samples`."""
+        split = self.data.test if split is None else split
+        return self.data.evaluate(model, split, limit=self.config.eval_samples)
 
 
 @dataclass
@@ -82,10 +97,10 @@ def load(config: RunConfig) -> Loaded:
 def prepare(config: RunConfig, loaded: Loaded | None = None) -> Prepared:
     """`load` (unless given) plus the dense model's measurements every run of the group compares to."""
     loaded = loaded or load(config)
-    model, data = loaded.model, loaded.data
+    model = loaded.model
     total, per_module = measure.layer_flops(model, loaded.example[:1])
     per_layer = measure.prunable_flops(model, loaded.layers, per_module)
-    evaluation = data.evaluate(model, data.test)
+    evaluation = loaded.evaluate(model)
     dense = Dense(
         accuracy=evaluation.accuracy,
         metric=evaluation.metric,

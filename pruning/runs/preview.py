@@ -4,7 +4,9 @@ The expensive part of a run (loading the model and data, measuring the dense mod
 computing importance scores) depends only on `experiment.group_key`, so it is done
 once per key and kept; each slider position then only selects, applies, evaluates
 and summarises a copy (`experiment.run_one` with no fine-tuning, latency or export).
-The result has the same keys as a run's result; latency stays unmeasured.
+The result has the same keys as a run's result; latency stays unmeasured. Unless the config
+caps it, a preview evaluates as many test samples as one dense evaluation can read in
+PREVIEW_SECONDS (all of them for the sample models); the cap is in the result's config.
 
 Thread-safe: Streamlit serves each browser session in its own thread. A lock per
 group key makes concurrent sessions share one preparation, and the cached dense
@@ -14,6 +16,7 @@ model is only ever read (run_one prunes a deep copy).
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Any
@@ -22,9 +25,11 @@ import torch
 
 from pruning.runs import experiment
 from pruning.runs.config import RunConfig
-from pruning.runs.prepared import Prepared, importance, prepare
+from pruning.runs.prepared import Loaded, Prepared, importance, load, prepare
 from pruning.runs.result import RunResult
 
+PREVIEW_SECONDS = 0.4  # what one preview's evaluation may take: the cap on its test samples follows
+MIN_PREVIEW_SAMPLES = 64
 MAX_PREPARED = 6  # dense models (+ data + scores) kept; the sample models are a few MB each
 MAX_RESULTS = 256  # recent previews kept, so moving a slider back is instant
 
@@ -59,10 +64,25 @@ def prepared(config: RunConfig) -> tuple[Prepared, dict[str, torch.Tensor] | Non
     with key_lock:  # one preparation per key, however many sessions ask at once
         cached = _recall(_prepared, key)
         if cached is None:
-            prep = prepare(config)
+            loaded = load(config)
+            if config.eval_samples is None:
+                loaded.config = config.replace(eval_samples=evaluation_cap(loaded))
+            prep = prepare(loaded.config, loaded)
             cached = (prep, importance(prep))
             _remember(_prepared, key, cached, MAX_PREPARED)
     return cached
+
+
+def evaluation_cap(loaded: Loaded) -> int | None:
+    """How many test samples a preview evaluates: as many as fit in PREVIEW_SECONDS, timed on a
+    small batch of the dense model (at least MIN_PREVIEW_SAMPLES); None: the whole test split."""
+    test = loaded.data.test
+    probe = min(len(test), MIN_PREVIEW_SAMPLES)
+    start = time.perf_counter()
+    loaded.data.evaluate(loaded.model, test, limit=probe)
+    per_sample = (time.perf_counter() - start) / max(probe, 1)
+    cap = max(MIN_PREVIEW_SAMPLES, int(PREVIEW_SECONDS / max(per_sample, 1e-9)))
+    return None if cap >= len(test) else cap
 
 
 def layers(config: RunConfig) -> dict[str, dict[str, Any]]:
@@ -80,7 +100,7 @@ def preview(config: RunConfig) -> RunResult:
     if cached is not None:
         return cached
     prep, scores = prepared(config)
-    result = experiment.run_one(prep, scores, config)
+    result = experiment.run_one(prep, scores, config.replace(eval_samples=prep.config.eval_samples))
     _remember(_results, key, result, MAX_RESULTS)
     return result
 

@@ -84,7 +84,7 @@ def prune_step(
 
 
 def _evaluate(prep: Prepared, model: nn.Module) -> Evaluation:
-    return prep.data.evaluate(model, prep.data.test)
+    return prep.evaluate(model)
 
 
 def _trace_row(prep: Prepared, work: nn.Module, step: int, before: Evaluation, after: Evaluation) -> dict:

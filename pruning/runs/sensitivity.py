@@ -130,7 +130,7 @@ def analyse(
     work = copy.deepcopy(prep.model)
     layers = masking.prunable_layers(work)
     task, split = prep.data.task, prep.data.choices
-    dense = prep.data.evaluate(prep.model, split).metric
+    dense = prep.evaluate(prep.model, split).metric
     rows = []
     for i, (name, layer) in enumerate(layers.items()):
         progress(i / len(layers), f"layer {name}")
@@ -139,7 +139,7 @@ def analyse(
             keep = masking.select({name: scores[name]}, level, "layer")[name]
             with torch.no_grad():
                 layer.weight.copy_(original * keep)
-            value = prep.data.evaluate(work, split).metric
+            value = prep.evaluate(work, split).metric
             rows.append(
                 {
                     "layer": name,

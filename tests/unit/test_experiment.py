@@ -254,3 +254,16 @@ def test_a_cuda_run_fine_tunes_measures_and_exports_like_a_cpu_run(tmp_path):
     from safetensors.torch import load_file
 
     assert all(t.device.type == "cpu" for t in load_file(tmp_path / "out" / "model.safetensors").values())
+
+
+def test_eval_and_calibration_caps_read_what_they_say():
+    capped = RunConfig("mlp-digits", "taylor", 0.5, latency=False, eval_samples=100, calib_samples=64)
+    prep = experiment.prepare(capped)
+    assert len(prep.calibration) == 64 and len(prep.ctx.calibration) == 64
+    result = experiment.run(capped)
+    first = prep.data.evaluate(prep.model, prep.data.test, limit=100)
+    assert result.dense.metric == first.metric and result.config["eval_samples"] == 100
+    full = experiment.prepare(capped.replace(calib_samples=None))
+    assert not torch.equal(experiment.importance(prep)["fc1"], experiment.importance(full)["fc1"])
+    with pytest.raises(UserError, match="eval-samples must be an integer >= 1"):
+        RunConfig("mlp-digits", "taylor", 0.5, eval_samples=0)

@@ -32,7 +32,7 @@ def test_the_dense_model_is_prepared_once_per_group(monkeypatch) -> None:
     preview.clear()
     calls = []
     real = preview.prepare
-    monkeypatch.setattr(preview, "prepare", lambda config: calls.append(config) or real(config))
+    monkeypatch.setattr(preview, "prepare", lambda *args: calls.append(args) or real(*args))
     levels = [0.1 * i for i in range(1, 10)]
     with ThreadPoolExecutor(4) as pool:  # sessions are served in threads
         threaded = list(pool.map(lambda s: preview.preview(MLP.replace(sparsity=s)), levels))
@@ -60,3 +60,17 @@ def test_layer_overrides_and_errors() -> None:
         preview.preview(MLP.replace(layer_sparsity=(("fc9", 0.5),)))
     with pytest.raises(UserError, match="unknown model"):
         preview.preview(MLP.replace(model="no-such-model"))
+
+
+def test_a_slow_model_previews_on_as_many_samples_as_fit_the_time_budget(monkeypatch) -> None:
+    preview.clear()
+    monkeypatch.setattr(preview, "PREVIEW_SECONDS", 1e-9)  # as if one sample took forever
+    shown = preview.preview(MLP.replace(sparsity=0.6))
+    assert shown.config["eval_samples"] == preview.MIN_PREVIEW_SAMPLES
+    prep, _ = preview.prepared(MLP)
+    first = prep.data.evaluate(prep.model, prep.data.test, limit=preview.MIN_PREVIEW_SAMPLES)
+    assert shown.dense.metric == first.metric  # the dense figure read the same samples
+    monkeypatch.undo()
+    preview.clear()
+    assert preview.preview(MLP.replace(sparsity=0.6)).config["eval_samples"] is None  # fast: all 450
+    preview.clear()
