@@ -137,6 +137,22 @@ def test_a_trial_predicts_exactly_what_pruning_at_its_ratio_leaves(name):
     assert shapes(model) != shapes(pruned)  # the source is untouched, the copy pruned
 
 
+def test_zeros_already_in_the_weights_count_as_removed_in_trials_as_in_the_result():
+    model, example = build("resnet18-cifar")
+    with torch.no_grad():  # a quarter of two layers' weights already zero, as a masked model has
+        for layer in (model.conv1, model.layer3[0].conv2):
+            layer.weight[layer.weight.abs() < layer.weight.abs().quantile(0.25)] = 0
+    plan = Plan(model, example, l1(), "layer", True, ())
+    assert plan.unpruned == pytest.approx(measure.sparsity(plan.dense_layers, plan.dense_layers))
+    trial = plan.trial(0.2, 0.0, {})
+    pruned = plan.apply(trial)
+    assert measure.sparsity(plan.dense_layers, masks.prunable_layers(pruned)) == trial.sparsity
+    result = structured.prune(model, example, l1(), 0.5, scope="layer")
+    kept = sum(int(torch.count_nonzero(m.weight)) for m in masks.prunable_layers(result.model).values())
+    assert result.sparsity == pytest.approx(1 - kept / hand_count(model), abs=1e-9)
+    assert result.sparsity == pytest.approx(0.5, abs=structured.TOLERANCE)
+
+
 @pytest.mark.parametrize(
     "name,scope,output", [("resnet18", "global", "fc"), ("mobilenet-v2", "layer", "classifier.1")]
 )

@@ -333,3 +333,32 @@ def test_shrinking_stand_ins_by_the_planned_groups_leaves_the_shapes_pruning_lea
         n: q.shape for n, q in model.named_parameters()
     }
     assert any(q.shape != before[n].shape for n, q in model.named_parameters())  # something was pruned
+
+
+def out_group(graph: tp.DependencyGraph, layer: nn.Module, idxs: list[int]):
+    return graph.get_pruning_group(layer, graph.get_pruner_of_module(layer).prune_out_channels, idxs)
+
+
+def test_held_offsets_form_the_same_groups_until_released_and_other_graphs_are_untouched(monkeypatch):
+    updates = []
+    update = internals._UPDATE
+    monkeypatch.setattr(internals, "_UPDATE", lambda graph: updates.append(graph) or update(graph))
+    model, example = made(Concat)
+    graph = graph_of(model, example)
+
+    def joint_inputs(layer: nn.Module) -> list[int]:  # where the layer's first two channels enter `joint`
+        steps = out_group(graph, layer, [0, 1])
+        return [getattr(i, "idx", i) for dep, idxs in steps if dep.target.module is model.joint for i in idxs]
+
+    assert joint_inputs(model.b) == [8, 9]  # b's channels follow a's 8 in the concatenation
+    other = graph_of(*made(Concat))
+    internals.hold_offsets(graph)
+    try:
+        updates.clear()
+        assert joint_inputs(model.b) == [8, 9]  # the same group, without re-reading offsets
+        out_group(other, other.model.a, [0])
+        assert updates == [other]  # only the held graph skips them
+    finally:
+        internals.release_offsets(graph)
+    out_group(graph, model.a, [0, 1]).prune()
+    assert joint_inputs(model.b) == [6, 7]  # released: a lost two channels, so b's offset moved

@@ -3,13 +3,15 @@
 Torch-Pruning removes whole channel groups (a conv's filters together with the BatchNorm,
 the next layer's inputs and every residual partner), so the pruned model is really smaller.
 Layers whose outputs are the model's outputs never shrink (the output shape must not
-change); they and other layers that cannot lose channels are reported as `skipped`.
-Attention modules in timm's convention (a fused `qkv` Linear and an int `num_heads`) lose
-whole heads or shrink every head, and their `num_heads` follows.
+change); they and other layers that cannot lose channels on a side are reported as
+`skipped`, with the side they keep (a depthwise conv shrinks on both sides with the layer
+that feeds it, so it is never one of them). Attention modules in timm's convention (a fused
+`qkv` Linear and an int `num_heads`) lose whole heads or shrink every head, and their
+`num_heads` follows; `nn.MultiheadAttention` shrinks every head alike.
 
 - `layout`: what the dependency graph says about the model, before pruning;
 - `search`: the channel-ratio search for a target sparsity (`prune`, `check`);
-- `trial`: one trial of that search, pruning a fresh copy at given ratios;
+- `trial`: one pruner per search: trials predict what given ratios would leave, `apply` prunes;
 - `explain`: failures as one-sentence UserErrors naming the layer;
 - `internals`: every use of Torch-Pruning beyond its documented calls, listed.
 """
