@@ -8,8 +8,8 @@ and max-pool for one 3x3 convolution, as in kuangliu/pytorch-cifar, for 32x32 in
 transformer is `nn.TransformerEncoder` itself under a linear patch embedding and a class head.
 
 Constructor arguments shrink widths or depth for test speed; the block structure is kept.
-Weights are initialised as torchvision does; tests seed the generator first. torchvision itself
-is not imported: it fails to import beside this project's torch.
+Weights are initialised much as torchvision does (`_init`); tests seed the generator first.
+torchvision itself is not imported: it fails to import beside this project's torch.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from torch.nn import functional as F
 
 
 def _init(model: nn.Module, linear: bool = True) -> None:
-    """torchvision's initialisation: Kaiming convs, unit BatchNorm and, where the model asks for it
-    (`linear`), small Linear weights (ResNet and DenseNet keep nn.Linear's default weights)."""
+    """torchvision's initialisation: Kaiming (fan-out) convs, unit BatchNorm and, where the model asks
+    for it (`linear`), small Linear weights (ResNet and DenseNet keep nn.Linear's default weights;
+    torchvision's DenseNet also uses fan-in for its convs, which pruning does not care about)."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
