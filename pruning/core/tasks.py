@@ -26,7 +26,7 @@ TaskName = Literal["classification", "lm", "regression"]
 TASKS: tuple[str, ...] = ("classification", "lm", "regression")
 # Samples per evaluation batch; a language model's logits (positions x vocabulary per sample) are
 # large, so it takes few samples at a time.
-EVAL_BATCH = {"classification": 2048, "regression": 2048, "lm": 16}
+EVAL_BATCH = {"classification": 2048, "regression": 2048, "lm": 4}
 
 
 @dataclass(frozen=True)

@@ -116,7 +116,9 @@ def prepare(config: RunConfig, loaded: Loaded | None = None) -> Prepared:
 
 def importance(prep: Loaded) -> dict[str, torch.Tensor] | None:
     """The method's scores of the dense model, computed once per group (None: it scores in `prune`)."""
-    model = copy.deepcopy(prep.model)
+    # Criteria that read data may leave gradients or statistics behind: they score a copy. The others
+    # only read weights (a copy would double a large model's memory for nothing).
+    model = copy.deepcopy(prep.model) if prep.method.needs_data else prep.model
     return prep.method.importance(model, masking.prunable_layers(model), prep.ctx, prep.options)
 
 

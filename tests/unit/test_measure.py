@@ -136,3 +136,12 @@ def test_flops_of_a_partly_pruned_layer_are_not_truncated():
     rows = measure.layer_table({"": dense}, {"": pruned}, per_module)
     assert rows[0]["flops"] == 10
     assert measure.effective_flops(total, per_module, {"": 1 - rows[0]["sparsity"]}) == 10
+
+
+def test_gzip_size_is_measured_in_chunks_like_a_whole_file():
+    from isal import igzip
+
+    state = measure.state_bytes(models.load("cnn-digits"))
+    whole = len(igzip.compress(state, compresslevel=2))  # one gzip file, held in memory
+    assert abs(measure.gzipped_size(state) - whole) <= 0.01 * whole
+    assert measure.gzipped_size(b"") == len(igzip.compress(b"", compresslevel=2))

@@ -119,7 +119,8 @@ class Method:
         self, model: nn.Module, layers: Mapping[str, nn.Module], ctx: Context, options: Mapping[str, Any]
     ) -> dict[str, torch.Tensor] | None:
         """Scores shaped like each layer's weight (higher = more important), computed once per sweep;
-        None for a method that scores inside `prune`."""
+        None for a method that scores inside `prune`. A method with `needs_data` False is given the
+        dense model itself and must leave it unchanged; one that reads data gets a copy."""
         raise NotImplementedError
 
     def fixed_sparsity(self, options: Mapping[str, Any]) -> float | None:

@@ -54,7 +54,7 @@ class ChannelMethod(Method):
         raise NotImplementedError
 
     def importance(self, model, layers, ctx, options):
-        return None  # channel groups are scored inside Torch-Pruning, at every trial of the search
+        return None  # channel groups are scored inside Torch-Pruning, once per prune
 
     def check(self, model: nn.Module, example: torch.Tensor, target: Target, options) -> None:
         structured.check(model, example, target.overrides)
