@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-NOT_BENCHMARKS = {"common", "__main__"}
+NOT_BENCHMARKS = {"common", "__main__", "browser", "readme"}  # helpers, not figures
 
 
 def available() -> list[str]:
