@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from pages.shared import jobs, routing, ui
-from pruning.core import methods, models
+from pages.shared import jobs, routing, sources, ui
+from pruning.core import methods
 from pruning.present import charts, views
 
 routing.through_dashboard()
@@ -36,7 +36,8 @@ else:
 st.subheader("Sensitivity")
 st.caption("Accuracy drop when only one layer is pruned, at each level, the other layers dense.")
 a, b = st.columns(2)
-model = a.selectbox("Model", list(models.SAMPLE_MODELS), key="sensitivity_model")
+with a:  # its own key (and URL parameter): the Prune page's picker keeps its choice
+    model = sources.model_picker(key="sensitivity_model")
 elementwise = [m for m, method in methods.METHODS.items() if method.elementwise]
 method = b.selectbox("Method", elementwise, elementwise.index("magnitude"), key="sensitivity_method")
 table = ui.sensitivity(model, method, key="analyse")

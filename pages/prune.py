@@ -52,9 +52,12 @@ def live_preview(base: RunConfig, method: methods.Method, options: dict) -> None
     st.plotly_chart(charts.layer_sparsity(pd.DataFrame(result.layers)), key="preview_chart")
 
 
-def allocation(model: str, method: methods.Method) -> dict[str, float]:
-    """'Allocate from sensitivity': per-layer sparsities for the slider's target, kept per model; they
-    are the overrides table's base values, which the user can still edit."""
+def allocation(
+    model: str, method: methods.Method, weights: str | None, data: str | None, options: dict
+) -> dict[str, float]:
+    """'Allocate from sensitivity': per-layer sparsities for the slider's target, from the sensitivity
+    of the weights, data and options the preview uses, kept per model; they are the overrides table's
+    base values, which the user can still edit."""
     allocated, editor = f"allocated-{model}", f"overrides-{model}"
     if not method.elementwise:
         st.caption(
@@ -62,11 +65,11 @@ def allocation(model: str, method: methods.Method) -> dict[str, float]:
             f"unstructured method; {method.id} is {method.granularity}. Type overrides below instead."
         )
         return st.session_state.get(allocated, {})
-    table = ui.sensitivity(model, method.id, key="prune_analyse")
+    table = ui.sensitivity(model, method.id, "prune_analyse", weights=weights, data=data, options=options)
     target = st.session_state.get("sparsity", 0.5)
     st.caption(
         f"Allocate: per-layer sparsities that prune {target:.0%} (the Sparsity slider) of all prunable "
-        f"weights, more where {method.id}'s measured accuracy drop is smaller (default options)."
+        f"weights, more where {method.id}'s measured accuracy drop is smaller."
     )
     a, b = st.columns(2)
     if a.button("Allocate from sensitivity", key="allocate", disabled=table is None):
@@ -108,7 +111,7 @@ with left:
         base = None
     with st.expander("Per-layer overrides"):
         edited = st.data_editor(
-            views.override_rows(layers, allocation(model, method)),
+            views.override_rows(layers, allocation(model, method, weights, data, options)),
             key=f"overrides-{model}", hide_index=True, disabled=["layer", "type", "weights"],
             column_config={"override": st.column_config.TextColumn(
                 "sparsity override", help="blank: follow the slider and scope; else a number in [0, 1)"

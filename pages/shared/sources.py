@@ -1,5 +1,6 @@
-"""What the Prune page prunes: the model picker (sample and lab models), the weights and data pickers,
-and uploads of weights and datasets, which the engine checks and keeps in the store (`runs.uploads`).
+"""What the Prune page prunes (and the Layers page analyses): the model picker (sample and lab
+models), the weights and data pickers, and uploads of weights and datasets, which the engine checks
+and keeps in the store (`runs.uploads`).
 
 Code is never accepted here: a model file is a program, so models come from the lab file, which the
 operator writes on the server. Text that came from outside (file names, paths, lab labels, messages
@@ -27,8 +28,9 @@ def plain(text: str) -> str:
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:$=^&\"'])", r"\\\1", text)
 
 
-def model_picker() -> str:
-    """Sample models, then the lab file's (shown by label); the id is what the URL carries."""
+def model_picker(key: str = "model") -> str:
+    """Sample models, then the lab file's (shown by label); the id is what the URL carries, under
+    `key` (one key per page that has a picker, so that pages do not overwrite each other's choice)."""
     try:
         own = lab.active().models
     except UserError as exc:
@@ -38,20 +40,36 @@ def model_picker() -> str:
     title = lambda i: own[i].title if i in own else i
     # Synced with the URL by hand: a bound selectbox puts the label it shows in the URL, not the id.
     # The URL wins when it changed since this script last wrote it (a pasted link), not otherwise.
-    linked = st.query_params.get("model")
-    if linked in ids and linked != st.session_state.get("model_in_url"):
-        st.session_state["model"] = linked
-    model = st.selectbox("Model", ids, key="model", format_func=title)
-    st.session_state["model_in_url"] = model
+    linked, written = st.query_params.get(key), f"{key}_in_url"
+    if linked in ids and linked != st.session_state.get(written):
+        st.session_state[key] = linked
+    model = st.selectbox("Model", ids, key=key, format_func=title)
+    st.session_state[written] = model
     if model == ids[0]:  # the default stays out of the URL, as for the bound widgets
-        st.query_params.pop("model", None)
+        st.query_params.pop(key, None)
     elif linked != model:
-        st.query_params["model"] = model
+        st.query_params[key] = model
     if model in own:
         st.caption(plain(f"From the lab file: {own[model].source}"))
     else:
         st.caption(models.SAMPLE_MODELS[model].description)
     return model
+
+
+def choice_title(model: str, kind: str, path: str | None) -> str:
+    """A weights or data choice as its picker names it: the model's own for None, an upload by its
+    title, another path as it is (text from outside: show it through `plain`)."""
+    if path is None:
+        return _own(model, kind)
+    titles = {str(u.path): u.title for u in uploads.listing(store().root)}
+    return titles.get(str(path), str(path))
+
+
+def _own(model: str, kind: str) -> str:
+    if kind == WEIGHTS:
+        return "the model's own"
+    own_data = models.default_dataset(model)
+    return f"the model's own ({Path(own_data).name})" if own_data else "none"
 
 
 def weights_and_data(model: str) -> tuple[str | None, str | None]:
@@ -77,11 +95,10 @@ def weights_and_data(model: str) -> tuple[str | None, str | None]:
             )
         _data_upload(root)
     titles = {str(u.path): (u.kind, u.title) for u in uploads.listing(root)}
-    own_data = models.default_dataset(model)
     with pickers:
         a, b = st.columns(2)
-        weights = _picker(a, WEIGHTS, titles, "the model's own")
-        data = _picker(b, DATA, titles, f"the model's own ({Path(own_data).name})" if own_data else "none")
+        weights = _picker(a, WEIGHTS, titles, _own(model, WEIGHTS))
+        data = _picker(b, DATA, titles, _own(model, DATA))
     return weights, data
 
 

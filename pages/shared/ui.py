@@ -3,16 +3,20 @@
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Mapping
 from typing import Any
 
 import streamlit as st
 
+from pages.shared import sources
 from pages.shared.jobs import store
 from pruning.core import methods
 from pruning.errors import UserError
 from pruning.present import views
 from pruning.runs import sensitivity as analysis
 from pruning.runs import submit
+from pruning.runs.config import RunConfig
 from pruning.runs.result import MASKED, OVERHEAD_BOUND, RunResult
 
 
@@ -81,35 +85,73 @@ def no_runs(what: str) -> None:
     )
 
 
-def sensitivity(model: str, method_id: str, key: str) -> analysis.Sensitivity | None:
-    """The cached sensitivity of (model, method). Without one: say so and offer to analyse it as a
-    background job (button `key`, shown in the sidebar's jobs with progress and cancel); while the
-    job runs, poll the store until its table lands."""
+def sensitivity(
+    model: str,
+    method_id: str,
+    key: str,
+    weights: str | None = None,
+    data: str | None = None,
+    options: Mapping[str, Any] | None = None,
+) -> analysis.Sensitivity | None:
+    """The cached sensitivity of (model, method) on these weights and data with these options (None:
+    the model's own, the method's defaults), captioned with what was analysed. Without one: say so and
+    offer to analyse it as a background job (button `key`, shown in the sidebar's jobs with progress
+    and cancel); while the job runs, poll the store until its table lands."""
     history = store()
-    config = submit.analysis_config(model, method_id)
-    table = submit.cached_sensitivity(history, config)
+    try:
+        config = submit.analysis_config(model, method_id, weights=weights, data=data, options=options or {})
+        table = submit.cached_sensitivity(history, config)
+    except UserError as exc:
+        st.error(sources.plain(str(exc)))
+        return None
     if table is not None:
+        st.caption(f"Analysed {model} with {method_id} — {_inputs(config)}.")
         return table
     job = submit.latest_analysis(history, config)
+    if job is not None and (job.config.get("weights"), job.config.get("data")) != (weights, data):
+        job = None  # latest_analysis matches model, method and options only: that job read other files
     if job is not None and not job.done:
         st.progress(job.progress, text=f"Analysing {model} with {method_id}: {job.message or job.status}")
+        st.caption(f"Analysing {model} with {method_id} — {_inputs(config)}.")
         _wait_for_analysis(job.id)
         return None
     if job is not None and job.status == "failed":
-        st.error(f"The last sensitivity analysis of {model} with {method_id} failed: {job.error}")
+        failed = sources.plain(job.error or "")  # may quote paths
+        st.error(f"The last sensitivity analysis of {model} with {method_id} failed: {failed}")
     st.info(
-        f"No sensitivity analysis of {model} with {method_id} yet. It prunes each layer alone at "
-        f"{len(analysis.DEFAULT_LEVELS)} levels (or run "
-        f"`python -m pruning sensitivity --model {model} --method {method_id}`)."
+        f"No sensitivity analysis of {model} with {method_id} yet — {_inputs(config)}. It prunes each "
+        f"layer alone at {len(analysis.DEFAULT_LEVELS)} levels; or run it from a terminal:"
     )
+    st.code(_command(config), language="bash", wrap_lines=True)
     if st.button("Analyse in the background", key=key):
         try:
             submit.submit_analysis(history, config)
         except UserError as exc:
-            st.error(str(exc))
+            st.error(sources.plain(str(exc)))
         else:
             st.rerun()
     return None
+
+
+def _inputs(config: RunConfig) -> str:
+    """The weights, data and options an analysis reads, in words (escaped: paths come from outside)."""
+    weights = sources.choice_title(config.model, sources.WEIGHTS, config.weights)
+    data = sources.choice_title(config.model, sources.DATA, config.data)
+    options = ", ".join(f"{name}={value}" for name, value in config.options)
+    return sources.plain(f"weights: {weights}; data: {data}" + (f"; options: {options}" if options else ""))
+
+
+def _command(config: RunConfig) -> str:
+    """The command line that computes the same table into the same store (non-default options only)."""
+    words = ["python", "-m", "pruning", "sensitivity", "--model", config.model, "--method", config.method]
+    for flag, value in (("--weights", config.weights), ("--data", config.data)):
+        if value is not None:
+            words += [flag, str(value)]
+    defaults = methods.get(config.method).options({})
+    for name, value in config.options:
+        if value != defaults.get(name):
+            words += ["--option", f"{name}={value}"]
+    return shlex.join(words)
 
 
 @st.fragment(run_every=2)

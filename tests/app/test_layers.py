@@ -7,9 +7,11 @@ import time
 import pandas as pd
 import pytest
 
+from pruning.core import models
 from pruning.present import charts, views
 from pruning.runs import sensitivity, submit
-from tests.app.helpers import array, figures
+from tests.app.helpers import array, figures, texts, wait_done
+from tests.lab_folder import write_lab
 
 
 def test_empty_store_explains_what_to_do(app, empty) -> None:
@@ -90,3 +92,27 @@ def test_sensitivity_curves_are_drawn_next_to_the_heatmap(app, empty) -> None:
     for trace in curves["data"]:
         assert array(trace["x"]) == pytest.approx(list(sensitivity.DEFAULT_LEVELS))
         assert array(trace["y"]) == pytest.approx(table.drops(trace["name"]))
+
+
+def test_a_lab_model_is_listed_and_analysed_as_a_job(app, empty) -> None:
+    write_lab(empty.root)  # lab.toml in the store folder
+    at = app("layers")
+    picker = at.selectbox(key="sensitivity_model")
+    assert picker.options == [*models.SAMPLE_MODELS, "Tiny *net* (v1)", "bare"]
+    assert picker.options == app().selectbox(key="model").options  # as the Prune page lists them
+    picker.set_value("tiny").run()
+    assert not at.exception and not at.error, texts(at)
+    assert at.query_params["sensitivity_model"] == "tiny" and "model" not in at.query_params  # its own key
+    assert any("No sensitivity analysis of tiny with magnitude yet" in i.value for i in at.info)
+    assert at.code[0].value == "python -m pruning sensitivity --model tiny --method magnitude"
+    at.button(key="analyse").click().run()
+    job = submit.latest_analysis(empty, submit.analysis_config("tiny", "magnitude"))
+    assert job is not None and job.kind == "sensitivity" and job.model == "tiny"
+    (job,) = wait_done(empty, [job.id])  # a detached worker finds the same lab file
+    assert job.status == "succeeded", job.error
+    at.run()
+    assert "Analysed tiny with magnitude" in texts(at)
+    (trace,) = figures(at)[0]["data"]  # the heatmap: the lab model's two Linear layers
+    assert array(trace["y"]) == ["0", "2"]
+    table = submit.cached_sensitivity(empty, submit.analysis_config("tiny", "magnitude"))
+    assert array(trace["z"])[0] == pytest.approx(table.drops("0"))

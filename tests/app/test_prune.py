@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import re
+import shlex
 
 import pytest
+import torch
+from safetensors.torch import save
 
-from pruning.core import methods
+from pruning.core import methods, models
 from pruning.runs import sensitivity, submit
 from tests.app.helpers import array, figures, texts, wait_done
+from tests.app.test_sources import shown
 
 
 def metric(at, label: str) -> str:
@@ -203,3 +207,36 @@ def test_allocation_without_sensitivity_says_how_to_get_it(app, empty) -> None:
     assert at.button(key="prune_analyse").label == "Analyse in the background"
     at = app(method="l1-channel")
     assert "needs an unstructured method; l1-channel is structured" in texts(at)
+
+
+def test_allocation_analyses_the_chosen_weights(app, empty) -> None:
+    own = sensitivity.analyse(submit.analysis_config("mlp-digits", "magnitude"), store=empty)
+    at = app()
+    torch.manual_seed(0)
+    untrained = {k: v.contiguous() for k, v in models.build("mlp-digits").state_dict().items()}
+    at.file_uploader(key="up_w").set_value(("mine.safetensors", save(untrained), "application/octet-stream"))
+    at.run()
+    (kept,) = (empty.root / "uploads").glob("*/*")
+    assert at.selectbox(key="pick_weights").value == str(kept)
+    assert at.button(key="allocate").disabled  # the table of the model's own weights is not this one
+    chosen = f"weights: mine.safetensors ({kept.parent.name[:8]}); data: the model's own (digits)"
+    assert f"No sensitivity analysis of mlp-digits with magnitude yet — {chosen}" in shown(texts(at))
+    command = ["python", "-m", "pruning", "sensitivity", "--model", "mlp-digits", "--method", "magnitude"]
+    assert [c.value for c in at.code] == [shlex.join([*command, "--weights", str(kept)])]
+
+    at.button(key="prune_analyse").click().run()
+    config = submit.analysis_config("mlp-digits", "magnitude", weights=str(kept))
+    job = submit.latest_analysis(empty, config)
+    assert job is not None and job.kind == "sensitivity" and job.config["weights"] == str(kept)
+    (job,) = wait_done(empty, [job.id])
+    assert job.status == "succeeded", job.error
+    at.slider(key="sparsity").set_value(0.8).run()
+    assert f"Analysed mlp-digits with magnitude — {chosen}" in shown(texts(at))
+    at.button(key="allocate").click().run()
+    assert not at.exception and not at.error, texts(at)
+    expected = sensitivity.allocate(submit.cached_sensitivity(empty, config), 0.8)
+    from_own = sensitivity.allocate(own, 0.8)
+    assert any(abs(expected[name] - from_own[name]) > 0.01 for name in expected)  # another table
+    (editor,) = at.data_editor
+    allocated = editor.value.set_index("layer")["override"]
+    assert {name: float(allocated[name]) for name in expected} == pytest.approx(expected)
