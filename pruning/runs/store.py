@@ -160,11 +160,25 @@ class Store:
                 "journal_mode = WAL",
                 "synchronous = NORMAL",
             ):  # NORMAL is corruption-safe in WAL mode
-                self._conn.execute(f"PRAGMA {pragma}")
+                self._pragma(pragma)
             self._migrate()
         except BaseException:
             self._conn.close()
             raise
+
+    def _pragma(self, pragma: str, patience: float = 60.0) -> None:
+        """Set a pragma. Switching a new database to WAL needs an exclusive lock, and SQLite answers
+        "database is locked" at once, without its busy timeout, while another process opening the
+        same new store holds it: retry for a while (seen with several workers starting at once)."""
+        deadline = time.monotonic() + patience
+        while True:
+            try:
+                self._conn.execute(f"PRAGMA {pragma}")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:

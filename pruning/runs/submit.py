@@ -131,8 +131,10 @@ def submit_analysis(
 
 
 def latest_analysis(store: Store, config: RunConfig) -> RunRecord | None:
-    """The newest sensitivity job of `config`'s model, method and options, whatever its status."""
+    """The newest sensitivity job of exactly what `config` analyses (model, weights, data, method,
+    options, seed, ...: its group key), whatever its status."""
+    key = experiment.group_key(config)
     for record in store.runs(model=config.model, kind="sensitivity"):
-        if record.method == config.method and record.config.get("options", {}) == dict(config.options):
+        if experiment.group_key(RunConfig.from_dict(record.config)) == key:
             return record
     return None
