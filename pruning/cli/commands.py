@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from argparse import Namespace
 from pathlib import Path
+from typing import Any
 
 from pruning.cli import output
 from pruning.cli.output import ProgressBar
@@ -12,8 +13,8 @@ from pruning.core import lab
 from pruning.core import methods as registry
 from pruning.core import models as sources
 from pruning.errors import UserError
+from pruning.runs import export, submit
 from pruning.runs import sensitivity as analysis
-from pruning.runs import submit
 from pruning.runs.config import RunConfig, parse_layer_sparsity
 from pruning.runs.result import RunResult
 from pruning.runs.store import RunRecord, Store
@@ -30,38 +31,74 @@ def _numbers(text: str) -> list[float]:
     return [_number(s) for s in text.split(",") if s.strip()]
 
 
-def _options(method: str, items: list[str]) -> tuple[tuple[str, object], ...]:
+def _pairs(items: list[str]) -> dict[str, str]:
+    """`--option NAME=VALUE` strings as {name: value}."""
     pairs = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep:
             raise UserError(f"--option expects NAME=VALUE, got '{item}'")
         pairs[name] = value
-    return tuple(sorted(registry.get(method).options(pairs).items()))
+    return pairs
+
+
+def _options(method: str, items: list[str]) -> tuple[tuple[str, object], ...]:
+    return tuple(sorted(registry.get(method).options(_pairs(items)).items()))
+
+
+# The RunConfig field each option of `run` sets, by the option's dest (the rest have the same name).
+FIELDS = {"option": "options", "no_latency": "latency"}
+
+
+def _fields(args: Namespace) -> dict[str, Any]:
+    """The RunConfig fields the options of `run` and `sweep` give, method options as given."""
+    return {
+        "model": args.model,
+        "data": args.data,
+        "weights": args.weights,
+        "task": args.task,
+        "eval_samples": args.eval_samples,
+        "calib_samples": args.calib_samples,
+        "scope": args.scope,
+        "layer_sparsity": dict(parse_layer_sparsity(args.layer_sparsity)),
+        "options": _pairs(args.option),
+        "finetune_epochs": args.finetune_epochs,
+        "schedule": args.schedule,
+        "steps": args.steps,
+        "seed": args.seed,
+        "device": args.device,
+        "latency": not args.no_latency,
+        "batch_size": args.batch_size,
+        "export": args.export,
+    }
+
+
+def _build(fields: dict[str, Any]) -> RunConfig:
+    """A RunConfig from its fields, the method's options filled in with its defaults and checked."""
+    options = registry.get(fields["method"]).options(fields.get("options") or {})
+    layers = tuple(sorted((fields.get("layer_sparsity") or {}).items()))
+    return RunConfig(**{**fields, "layer_sparsity": layers, "options": tuple(sorted(options.items()))})
 
 
 def _config(args: Namespace, method: str, sparsity: float) -> RunConfig:
-    return RunConfig(
-        model=args.model,
-        method=method,
-        sparsity=sparsity,
-        data=args.data,
-        weights=args.weights,
-        task=args.task,
-        eval_samples=args.eval_samples,
-        calib_samples=args.calib_samples,
-        scope=args.scope,
-        layer_sparsity=parse_layer_sparsity(args.layer_sparsity),
-        options=_options(method, args.option),
-        finetune_epochs=args.finetune_epochs,
-        schedule=args.schedule,
-        steps=args.steps,
-        seed=args.seed,
-        device=args.device,
-        latency=not args.no_latency,
-        batch_size=args.batch_size,
-        export=args.export,
-    )
+    return _build({**_fields(args), "method": method, "sparsity": sparsity})
+
+
+def _recipe_config(args: Namespace) -> RunConfig:
+    """The recipe's config with each option the command line gave in place of the recipe's value;
+    per-layer sparsities and method options are replaced name by name (the recipe's method options
+    are dropped when --method names another method)."""
+    recipe = export.read_recipe(args.recipe)
+    named = {FIELDS.get(dest, dest) for dest in args.given}
+    fields = {**_fields(args), "method": args.method, "sparsity": args.sparsity}
+    given = {field: value for field, value in fields.items() if field in named}
+    if "sparsity" in given:
+        given["sparsity"] = _number(given["sparsity"])
+    merged = {**recipe, **given}
+    merged["layer_sparsity"] = {**recipe.get("layer_sparsity", {}), **given.get("layer_sparsity", {})}
+    kept = recipe.get("options", {}) if merged["method"] == recipe["method"] else {}
+    merged["options"] = {**kept, **given.get("options", {})}
+    return _build(merged)
 
 
 def _execute(args: Namespace, configs: list[RunConfig]) -> list[RunRecord]:
@@ -134,7 +171,8 @@ def methods(args: Namespace) -> None:
 
 
 def run(args: Namespace) -> None:
-    _emit(args, _execute(args, [_config(args, args.method, _number(args.sparsity))]), many=False)
+    config = _recipe_config(args) if args.recipe else _config(args, args.method, _number(args.sparsity))
+    _emit(args, _execute(args, [config]), many=False)
 
 
 def sweep(args: Namespace) -> None:

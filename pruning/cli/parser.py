@@ -10,6 +10,36 @@ from pruning.runs.config import SCHEDULES
 from pruning.runs.executors import EXECUTORS
 from pruning.runs.store import default_root
 
+# `run` needs these, unless a recipe gives them.
+RECIPE_GIVES = ("--model", "--method", "--sparsity")
+
+
+class _Parser(argparse.ArgumentParser):
+    """A command's parser. For a command with `--recipe` (run), it also records which options the
+    command line gave (`args.given`, their dests): those override the recipe's values, the recipe
+    gives the rest, so `RECIPE_GIVES` are required only without a recipe."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        if hasattr(parsed, "recipe"):
+            parsed.given = self._given(args)
+            missing = [o for o in RECIPE_GIVES if o.lstrip("-") not in parsed.given]
+            if parsed.recipe is None and missing:
+                self.error(f"the following arguments are required: {', '.join(missing)}")
+        return parsed, extras
+
+    def _given(self, args) -> set[str]:
+        """The dests of the options in `args`: parsed again with no defaults (so abbreviations count)."""
+        defaults = {action: action.default for action in self._actions}
+        try:
+            for action in defaults:
+                action.default = argparse.SUPPRESS
+            given, _ = super().parse_known_args(args, argparse.Namespace())
+        finally:
+            for action, default in defaults.items():
+                action.default = default
+        return set(vars(given)) - set(self._defaults)
+
 
 def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -20,10 +50,10 @@ def _common() -> argparse.ArgumentParser:
     return common
 
 
-def _source(parent: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def _source(parent: argparse.ArgumentParser, model_required: bool = True) -> argparse.ArgumentParser:
     """Options naming what to prune: model, data, weights, method options, seed."""
     source = argparse.ArgumentParser(add_help=False, parents=[parent])
-    source.add_argument("--model", required=True)
+    source.add_argument("--model", required=model_required)
     source.add_argument("--lab", metavar="FILE", help="lab file of your models and datasets (lab.toml)")
     source.add_argument("--data")
     source.add_argument("--task", choices=list(TASKS), help="what the data is for (default: inferred)")
@@ -53,7 +83,7 @@ def _runner(source: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m pruning", description="Pruning Lab from the command line.")
     top.add_argument("--debug", action="store_true", help="show tracebacks")
-    sub = top.add_subparsers(dest="command", required=True)
+    sub = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = _common()
     source = _source(common)
     runner = _runner(source)
@@ -63,9 +93,12 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("methods", parents=[common], help="list pruning methods").set_defaults(
         func=commands.methods
     )
-    run = sub.add_parser("run", parents=[runner], help="prune one model")
-    run.add_argument("--method", required=True)
-    run.add_argument("--sparsity", required=True)
+    recipe_runner = _runner(_source(common, model_required=False))  # --model may come from a recipe
+    run = sub.add_parser("run", parents=[recipe_runner], help="prune one model")
+    recipe_help = "reproduce the run of a recipe.json that an export wrote; options given here override it"
+    run.add_argument("--recipe", metavar="FILE", help=recipe_help)
+    run.add_argument("--method")
+    run.add_argument("--sparsity")
     run.set_defaults(func=commands.run, executor="inline", workers=1)
     sweep = sub.add_parser("sweep", parents=[runner], help="methods x sparsity levels")
     sweep.add_argument("--methods", required=True)

@@ -63,7 +63,7 @@ def test_inline_runs_reuse_what_validation_loaded(store, monkeypatch):
 def test_artifacts_hold_each_runs_export_written_once_with_its_id(store):
     (run_id,) = submit.submit(store, [FAST], artifacts=True)
     folder = store.artifacts(run_id)
-    assert sorted(p.name for p in folder.iterdir()) == ["model.safetensors", "run.json"]
+    assert {p.name for p in folder.iterdir()} == {"model.safetensors", "prune.py", "recipe.json", "run.json"}
     assert store.get(run_id).result["export"]["weights"] == str(folder.resolve() / "model.safetensors")
     assert f'"run_id": "{run_id}"' in (folder / "run.json").read_text()
 
