@@ -17,9 +17,6 @@ from torch import nn
 from pruning.core import masks
 from pruning.runs.result import RunResult
 
-# How layout.py words the reason of an output layer (ignored by the run's pruner: it keeps the classes).
-OUTPUT_REASON = "its outputs are the model's outputs"
-
 # Torch-Pruning's importance for each structured criterion it has; others get L1 as a stand-in.
 IMPORTANCE = {
     "l1-channel": "tp.importance.MagnitudeImportance(p=1)",
@@ -166,8 +163,7 @@ def _masked(result: RunResult, model: nn.Module) -> str:
 
 def _removed(result: RunResult, example: torch.Tensor) -> str:
     how = result.details.get("structured") or {}
-    skipped = result.details.get("skipped_layers") or []
-    outputs = [row["name"] for row in skipped if row["reason"].startswith(OUTPUT_REASON)]
+    outputs = list(how.get("outputs", []))  # the run's pruner left these alone
     if result.method in IMPORTANCE:
         importance = IMPORTANCE[result.method]
         notes = f"# The run's criterion ({result.method!r}) is Torch-Pruning's {importance}.\n"

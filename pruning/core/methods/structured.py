@@ -81,6 +81,7 @@ class ChannelMethod(Method):
             "heads": pruned.heads,
             "trials": pruned.trials,
             "layer_sparsity": pruned.overrides,  # asked vs reached: coupled layers cannot always match
+            "outputs": list(pruned.outputs),  # never shrunk: the model's outputs (e.g. the classes)
         }
         return Pruning(pruned.model, None, {"skipped_layers": pruned.skipped, "structured": how})
 

@@ -42,6 +42,7 @@ class Pruned:
     skipped: list[dict]
     trials: int
     overrides: dict[str, dict]  # layer -> {"target", "sparsity"} for per-layer sparsities
+    outputs: tuple[str, ...] = ()  # layers whose outputs are the model's outputs: never shrunk
 
 
 def _u(sparsity: float) -> float:
@@ -219,4 +220,5 @@ def prune(
         plan.layout.skipped,
         plan.trials,
         {n: {"target": t, "sparsity": _layer_sparsity(dense, pruned, n)} for n, t in overrides.items()},
+        plan.layout.outputs,
     )
