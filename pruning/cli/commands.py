@@ -102,14 +102,14 @@ def _recipe_config(args: Namespace) -> RunConfig:
 
 
 def _execute(args: Namespace, configs: list[RunConfig]) -> list[RunRecord]:
-    """Submit the runs (validated before anything is stored), follow them to the end."""
-    store = Store(args.store)
+    """Submit the runs (validated before the store is even opened), follow them to the end."""
     bar = ProgressBar(len(configs), enabled=not args.quiet)
     ids: list[str] = []
     try:
-        ids = submit.submit(store, configs, args.executor, args.workers, echo=bar, debug=args.debug)
-        return submit.wait(store, ids, bar)
-    except KeyboardInterrupt:
+        ids = submit.submit(args.store, configs, args.executor, args.workers, echo=bar, debug=args.debug)
+        return submit.wait(Store(args.store), ids, bar)
+    except KeyboardInterrupt:  # inline runs were cancelled where they ran; workers are asked here
+        store = Store(args.store) if ids else None
         for run_id in ids:
             store.request_cancel(run_id)
         raise UserError("interrupted: the runs were asked to stop (see `python -m pruning runs`)") from None
@@ -263,15 +263,16 @@ def _analyse(args: Namespace) -> analysis.Sensitivity:
         eval_samples=args.eval_samples, calib_samples=args.calib_samples,
     )  # fmt: skip
     levels = analysis.parse_levels(_numbers(args.levels) if args.levels else analysis.DEFAULT_LEVELS)
-    store = Store(args.store)
-    cached = submit.cached_sensitivity(store, config, levels)
-    if cached is not None:
-        return cached
+    if Path(args.store, "lab.db").is_file():  # a store that does not exist yet caches nothing
+        cached = submit.cached_sensitivity(Store(args.store), config, levels)
+        if cached is not None:
+            return cached
     bar = ProgressBar(1, enabled=not args.quiet)
     try:
-        job = store.get(submit.submit_analysis(store, config, levels, executor="inline", echo=bar))
+        job_id = submit.submit_analysis(args.store, config, levels, executor="inline", echo=bar)
     finally:
         bar.close()
+    job = Store(args.store).get(job_id)
     if job.status != "succeeded":
         raise UserError(job.error or f"the sensitivity analysis {job.status}")
     return analysis.Sensitivity.from_dict(job.result)

@@ -9,8 +9,10 @@ are read as logits by the tasks. `transformers` is imported only when an `hf:` m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from torch import nn
@@ -49,7 +51,8 @@ def _architecture(spec: str) -> tuple[Path, type]:
         raise UserError(f"{config} names no architectures; add e.g. \"architectures\": [\"GPT2LMHeadModel\"]")
     transformers = _transformers()
     cls = getattr(transformers, str(names[0]), None)
-    if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+    concrete = isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)
+    if not (concrete and getattr(cls, "config_class", None) is not None):
         raise UserError(
             f"{config} names architecture '{names[0]}', which transformers {transformers.__version__} "
             "does not provide; models that need their own code (trust_remote_code) are not loaded"
@@ -60,8 +63,8 @@ def _architecture(spec: str) -> tuple[Path, type]:
 def build(spec: str) -> nn.Module:
     """A fresh model from the directory's config (random weights)."""
     folder, cls = _architecture(spec)
-    config = cls.config_class.from_pretrained(folder, local_files_only=True)
-    return cls(config)
+    with _explained(spec):
+        return cls(cls.config_class.from_pretrained(folder, local_files_only=True))
 
 
 def load(spec: str) -> nn.Module:
@@ -69,10 +72,21 @@ def load(spec: str) -> nn.Module:
     folder, cls = _architecture(spec)
     if not any(folder.glob("*.safetensors")):
         return build(spec)
-    try:
+    with _explained(spec):
         return cls.from_pretrained(folder, local_files_only=True, use_safetensors=True)
-    except (OSError, ValueError, RuntimeError) as exc:
-        raise UserError(f"'{spec}' could not be loaded: {str(exc).splitlines()[0]}") from exc
+
+
+@contextlib.contextmanager
+def _explained(spec: str) -> Iterator[None]:
+    """Whatever transformers raises about a directory (a bad config value, a broken weights file)
+    as one line naming the directory."""
+    try:
+        yield
+    except UserError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[-1].strip()
+        raise UserError(f"'{spec}' could not be loaded: {type(exc).__name__}: {first}") from exc
 
 
 def save(model: nn.Module, directory: str | Path) -> None:

@@ -90,11 +90,19 @@ def execute(
         if record.kind == "run":
             runs.setdefault(experiment.group_key(RunConfig.from_dict(record.config)), []).append(record)
     with _Heartbeat(store) as beat:
-        for key, group in runs.items():
-            _execute_group(store, group, beat, echo, debug, (loaded or {}).get(key))
-        for record in records:
-            if record.kind == "sensitivity":
-                _run_job(store, record.id, beat, debug, lambda p, r=record: _analyse(store, r, p), echo)
+        try:
+            for key, group in runs.items():
+                _execute_group(store, group, beat, echo, debug, (loaded or {}).get(key))
+            for record in records:
+                if record.kind == "sensitivity":
+                    _run_job(store, record.id, beat, debug, lambda p, r=record: _analyse(store, r, p), echo)
+        except KeyboardInterrupt:  # Ctrl-C on an inline run: it and the ones still waiting are cancelled
+            for job_id in job_ids:
+                if not store.get(job_id).done:
+                    store.request_cancel(job_id)
+                    if store.get(job_id).status == "running":
+                        store.finish(job_id, "cancelled", error="interrupted (Ctrl-C)")
+            raise
 
 
 def _execute_group(store, records, beat, echo, debug, loaded) -> None:

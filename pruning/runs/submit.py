@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pruning.core import methods
@@ -55,8 +56,13 @@ def validate(configs: Sequence[RunConfig]) -> dict[tuple, Loaded]:
     return loaded
 
 
+def _opened(store: Store | str | Path) -> Store:
+    """The store, opened (created) only once everything was validated: bad input leaves no trace."""
+    return store if isinstance(store, Store) else Store(store)
+
+
 def submit(
-    store: Store,
+    store: Store | str | Path,
     configs: Sequence[RunConfig],
     executor: Executor = "inline",
     workers: int = 1,
@@ -65,11 +71,13 @@ def submit(
     debug: bool = False,
 ) -> list[str]:
     """Validate, record each config as a queued run and execute or hand them over; returns the ids.
+    `store` may be a path: it is opened (created) only after every config passed validation.
     `artifacts`: each run exports its pruned model into its own artifacts folder (the dashboard's
     downloads)."""
     if executor not in executors.EXECUTORS:
         raise UserError(f"executor must be one of {', '.join(executors.EXECUTORS)}, got '{executor}'")
     loaded = validate(configs)
+    store = _opened(store)
     ids = [new_run_id() for _ in configs]
     if artifacts:
         configs = [c.replace(export=str(store.artifacts(i).resolve())) for i, c in zip(ids, configs)]
@@ -116,7 +124,7 @@ def cached_sensitivity(
 
 
 def submit_analysis(
-    store: Store,
+    store: Store | str | Path,
     config: RunConfig,
     levels: Sequence[float] = sensitivity.DEFAULT_LEVELS,
     executor: Executor = "process",
@@ -125,6 +133,7 @@ def submit_analysis(
     """Validate, record and hand over a sensitivity analysis as a job; returns its id."""
     levels = sensitivity.parse_levels(levels)
     sensitivity.check(load(config))
+    store = _opened(store)
     job_id = store.create_run({**config.to_dict(), "levels": list(levels)}, kind="sensitivity")
     _hand_over(store, {job_id: config}, executor, 1, echo, False)
     return job_id

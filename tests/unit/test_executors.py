@@ -161,3 +161,15 @@ def test_workers_find_a_relative_store_from_any_working_directory(tmp_path, monk
         (worker,) = executors.spawn(store, {run_id: FAST})
         assert worker.wait(timeout=600) == 0
         assert store.get(run_id).status == "succeeded"
+
+
+def test_ctrl_c_on_inline_runs_records_them_cancelled(store):
+    first, second = record(store, [FAST, FAST.replace(sparsity=0.7)])
+
+    def interrupt(job_id, fraction, message):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        executors.execute(store, [first, second], echo=interrupt)
+    assert [store.get(i).status for i in (first, second)] == ["cancelled", "cancelled"]
+    assert store.get(first).error == "interrupted (Ctrl-C)"

@@ -90,3 +90,11 @@ def test_a_sensitivity_analysis_is_a_job_and_its_table_is_cached(store):
     assert table.cached and [r["layer"] for r in table.rows] == ["fc1", "fc2", "fc3"]
     with pytest.raises(UserError, match="needs an unstructured method"):
         submit.submit_analysis(store, submit.analysis_config("mlp-digits", "l1-channel"), [0.5])
+
+
+def test_bad_input_does_not_even_create_the_store(tmp_path):
+    with pytest.raises(UserError, match="unknown model"):
+        submit.submit(tmp_path / "lab", [FAST.replace(model="nosuch")])
+    with pytest.raises(UserError, match="needs an unstructured method"):
+        submit.submit_analysis(tmp_path / "lab", submit.analysis_config("mlp-digits", "l1-channel"))
+    assert not (tmp_path / "lab").exists()
