@@ -119,7 +119,9 @@ def test_a_directory_that_asks_for_remote_code_is_refused(tmp_path):
 
 
 def test_a_config_transformers_refuses_is_one_line(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({"architectures": ["GPT2LMHeadModel"], "n_layer": "abc"}))
+    (tmp_path / "config.json").write_text(
+        json.dumps({"architectures": ["GPT2LMHeadModel"], "n_layer": "abc"})
+    )
     with pytest.raises(UserError, match=r"could not be loaded: \w+.*n_layer"):
         models.load(f"hf:{tmp_path}")
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["PreTrainedModel"]}))
