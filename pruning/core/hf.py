@@ -48,7 +48,7 @@ def _architecture(spec: str) -> tuple[Path, type]:
     except (json.JSONDecodeError, AttributeError) as exc:
         raise UserError(f"{config} is not valid JSON ({exc})") from exc
     if not names:
-        raise UserError(f"{config} names no architectures; add e.g. \"architectures\": [\"GPT2LMHeadModel\"]")
+        raise UserError(f'{config} names no architectures; add e.g. "architectures": ["GPT2LMHeadModel"]')
     transformers = _transformers()
     cls = getattr(transformers, str(names[0]), None)
     concrete = isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)
