@@ -127,3 +127,28 @@ def test_a_config_transformers_refuses_is_one_line(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["PreTrainedModel"]}))
     with pytest.raises(UserError, match="does not provide"):
         models.load(f"hf:{tmp_path}")
+
+
+def test_structured_removal_of_hf_models_is_refused_in_one_line_naming_where(gpt2, tmp_path):
+    """Torch-Pruning traces Hugging Face outputs from their logits; where it cannot prune a model
+    consistently the run says where, never with a traceback."""
+    spec, data = gpt2
+    torch.manual_seed(0)
+    bert = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=32, num_labels=3,
+    )  # fmt: skip
+    bert_spec = save(transformers.BertForSequenceClassification(bert), tmp_path / "bert")
+    rng = np.random.default_rng(0)
+    ids, labels = rng.integers(0, 50, size=(40, 12)), rng.integers(0, 3, size=40)
+    np.savez(
+        tmp_path / "text.npz", x_train=ids[:30], y_train=labels[:30], x_test=ids[30:], y_test=labels[30:]
+    )
+    # Today neither is removed: say exactly where, in one line (the GPT-2 trace fails inside
+    # Torch-Pruning; BERT's attention keeps a fixed head size while its projections shrink).
+    with pytest.raises(UserError, match=r"^Torch-Pruning cannot trace this model \(TypeError"):
+        experiment.run(RunConfig(spec, "l1-channel", 0.3, data=data, latency=False))
+    with pytest.raises(UserError, match=r"the pruned model fails in bert\.encoder\.layer\.0\.attention"):
+        experiment.run(
+            RunConfig(bert_spec, "l1-channel", 0.3, data=str(tmp_path / "text.npz"), latency=False)
+        )

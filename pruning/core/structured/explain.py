@@ -15,6 +15,7 @@ import torch_pruning as tp
 from torch import nn
 
 from pruning.core.structured import internals
+from pruning.core.tasks import logits
 from pruning.errors import UserError
 
 UNSTRUCTURED_HINT = "use an unstructured method such as magnitude"
@@ -75,7 +76,7 @@ def verify(model: nn.Module, example: torch.Tensor, shape: torch.Size) -> None:
     """Refuse a pruned model that no longer runs, or whose output shape changed."""
     try:  # one plain run; hooks to name the failing module only when it fails
         with torch.no_grad():
-            got = model.eval()(example).shape
+            got = logits(model.eval()(example)).shape
     except Exception as exc:
         raise UserError(
             f"Torch-Pruning could not prune this architecture consistently: the pruned model fails in "

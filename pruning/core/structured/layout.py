@@ -16,6 +16,7 @@ from torch import nn
 
 from pruning.core import masks
 from pruning.core.structured import explain, internals
+from pruning.core.tasks import logits
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,10 @@ def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
 def graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     try:
         with internals.quiet():
-            return tp.DependencyGraph().build_dependency(model, example_inputs=example)
+            # a Hugging Face output (`.logits`) or a tuple: traced from the logits
+            return tp.DependencyGraph().build_dependency(
+                model, example_inputs=example, output_transform=logits
+            )
     except Exception as exc:
         raise explain.untraceable(exc) from exc
 

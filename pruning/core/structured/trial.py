@@ -27,6 +27,7 @@ from torch import nn
 from pruning.core import masks
 from pruning.core.structured import explain, internals, layout
 from pruning.core.structured.layout import Layout
+from pruning.core.tasks import logits
 
 
 @dataclass
@@ -100,8 +101,8 @@ class Plan:
         seen = []
 
         def output_shape(module, args, out) -> None:
-            if args and args[0] is example and isinstance(out, torch.Tensor):
-                seen.append(out.shape)
+            if args and args[0] is example and isinstance(logits(out), torch.Tensor):
+                seen.append(logits(out).shape)
 
         hook = self.work.register_forward_hook(output_shape)
         num_heads = {m.qkv: m.num_heads for m in self.attention.values()}
@@ -118,6 +119,7 @@ class Plan:
                     num_heads=num_heads,
                     prune_num_heads=self.prunes_heads,
                     prune_head_dims=not heads,
+                    output_transform=logits,  # Hugging Face outputs and tuples: trace the logits
                     **internals.channel_groups(self.work),
                 )
         except Exception as exc:
@@ -126,7 +128,7 @@ class Plan:
             hook.remove()
         if not seen:  # Torch-Pruning traced it some other way: run it once more
             with torch.no_grad():
-                seen.append(self.work(example).shape)
+                seen.append(logits(self.work(example)).shape)
         return pruner, seen[-1]
 
     def _meta_tensors(self, with_zeros: list[torch.Tensor]) -> dict[int, torch.Tensor]:
