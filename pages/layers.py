@@ -44,5 +44,5 @@ table = ui.sensitivity(model, method, key="analyse")
 if table is not None:
     rows = pd.DataFrame(table.rows)
     heat, curves = st.columns(2)
-    heat.plotly_chart(charts.sensitivity_heatmap(rows), key="sensitivity_heatmap")
-    curves.plotly_chart(charts.sensitivity_curves(rows), key="sensitivity_curves")
+    heat.plotly_chart(charts.sensitivity_heatmap(rows, table.metric), key="sensitivity_heatmap")
+    curves.plotly_chart(charts.sensitivity_curves(rows, metric=table.metric), key="sensitivity_curves")

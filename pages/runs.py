@@ -7,7 +7,7 @@ from pruning.present import report, views
 
 TABLE = views.titled(
     "run_id status model method target_sparsity sparsity accuracy_dense accuracy_before_finetune accuracy "
-    "honest_removed honest_bytes honest_speedup honest_label created".split()
+    "metric_name metric honest_removed honest_bytes honest_speedup honest_label created".split()
 )
 PERCENT = st.column_config.NumberColumn(format="percent")
 

@@ -199,10 +199,16 @@ def layer_sparsity(layers: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def sensitivity_heatmap(sensitivity: pd.DataFrame) -> go.Figure:
-    """Layer x sparsity level -> accuracy drop when only that layer is pruned to that level.
-    `sensitivity` has the rows of `sensitivity.Sensitivity`: layer (model order as given), level,
-    accuracy_drop."""
+def _worse(metric: str) -> str:
+    """How a metric getting worse is said: accuracy drops, perplexity and mse rise."""
+    return "accuracy drop" if metric == "accuracy" else f"{metric} increase"
+
+
+def sensitivity_heatmap(sensitivity: pd.DataFrame, metric: str = "accuracy") -> go.Figure:
+    """Layer x sparsity level -> how much worse the task's metric gets when only that layer is pruned
+    to that level. `sensitivity` has the rows of `sensitivity.Sensitivity`: layer (model order as
+    given), level, accuracy_drop (the metric's worsening, whatever the metric)."""
+    worse = _worse(metric)
     order = list(dict.fromkeys(sensitivity["layer"]))
     table = sensitivity.pivot_table(index="layer", columns="level", values="accuracy_drop", aggfunc="first")
     table = table.reindex(index=order).sort_index(axis=1)
@@ -214,8 +220,8 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame) -> go.Figure:
             zmin=0,
             zmax=max(float(sensitivity["accuracy_drop"].max()), 1e-9),
             colorscale="Reds",
-            colorbar={"title": {"text": "accuracy drop"}},
-            hovertemplate="layer %{y}<br>sparsity %{x}<br>accuracy drop %{z:.4f}<extra></extra>",
+            colorbar={"title": {"text": worse}},
+            hovertemplate=f"layer %{{y}}<br>sparsity %{{x}}<br>{worse} %{{z:.4f}}<extra></extra>",
         )
     )
     fig.update_yaxes(autorange="reversed", title="layer (model order)")
@@ -224,14 +230,14 @@ def sensitivity_heatmap(sensitivity: pd.DataFrame) -> go.Figure:
     return fig
 
 
-SENSITIVITY_Y = {"accuracy_drop": "accuracy drop (dense - pruned)", "accuracy": "test accuracy"}
-
-
 def sensitivity_curves(
-    sensitivity: pd.DataFrame, y: Literal["accuracy_drop", "accuracy"] = "accuracy_drop"
+    sensitivity: pd.DataFrame,
+    y: Literal["accuracy_drop", "accuracy"] = "accuracy_drop",
+    metric: str = "accuracy",
 ) -> go.Figure:
     """One line per layer (legend in model order, as given): `y` against the sparsity of that layer
     alone, the other layers dense. `sensitivity` has the rows of `sensitivity.Sensitivity`."""
+    title = _worse(metric) if y == "accuracy_drop" else f"validation {metric}"
     fig = go.Figure()
     for i, (layer, points) in enumerate(sensitivity.groupby("layer", sort=False)):
         points = points.sort_values("level")
@@ -242,10 +248,9 @@ def sensitivity_curves(
                 mode="lines+markers",
                 name=str(layer),
                 line={"color": PALETTE[i % len(PALETTE)]},
-                hovertemplate=f"layer {layer}<br>sparsity %{{x:.2f}}<br>{y.replace('_', ' ')} %{{y:.4f}}"
-                "<extra></extra>",
+                hovertemplate=f"layer {layer}<br>sparsity %{{x:.2f}}<br>{title} %{{y:.4f}}<extra></extra>",
             )
         )
     fig.update_xaxes(title="sparsity of that layer alone", range=[0, 1])
-    fig.update_layout(yaxis_title=SENSITIVITY_Y[y], legend_title_text="layer", margin={"t": 30})
+    fig.update_layout(yaxis_title=title, legend_title_text="layer", margin={"t": 30})
     return fig

@@ -27,7 +27,8 @@ th { background: #f3f3f3; }
 """
 SUMMARY_COLUMNS = views.titled(
     "run_id status model method honest_sparsity honest_removed honest_bytes honest_speedup honest_label "
-    "accuracy_dense accuracy_before_finetune accuracy".split()
+    "accuracy_dense accuracy_before_finetune accuracy "
+    "metric_name metric_dense metric_before_finetune metric".split()
 )
 
 

@@ -132,6 +132,10 @@ COLUMN_TITLES = {
     "accuracy_dense": "dense accuracy",
     "accuracy_before_finetune": "accuracy before fine-tune",
     "accuracy": "accuracy after fine-tune",
+    "metric_name": "metric",  # the task's: accuracy, perplexity (lower is better) or mse
+    "metric_dense": "dense metric",
+    "metric_before_finetune": "metric before fine-tune",
+    "metric": "metric after fine-tune",
     **{f"honest_{k}": title for k, title in HONEST_TITLES.items()},
     "honest_label": "note",
     "created": "created",

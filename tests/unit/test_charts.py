@@ -139,4 +139,6 @@ def test_sensitivity_curves_draw_one_line_per_layer_in_model_order() -> None:
     assert len({t.line.color for t in fig.data}) == 3
     accuracy = charts.sensitivity_curves(frame, "accuracy")
     assert list(accuracy.data[1].y) == pytest.approx([0.89, 0.8, 0.3])
-    assert accuracy.layout.yaxis.title.text == "test accuracy"
+    assert accuracy.layout.yaxis.title.text == "validation accuracy"  # choices never read the test split
+    lm = charts.sensitivity_curves(frame, metric="perplexity")
+    assert lm.layout.yaxis.title.text == "perplexity increase"
