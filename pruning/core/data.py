@@ -1,7 +1,9 @@
 """Datasets: the bundled sample datasets and user-supplied ones, as tensor pairs.
 
-A dataset is always materialised as tensors (`Split`), because every dataset we
-ship is small and pruning experiments evaluate the same test set many times.
+The datasets we ship, `.npz` files and tuples are held as tensors (`Split`): they are small and a
+sweep evaluates the same test set many times. A user's `torch.utils.data.Dataset` is read lazily in
+batches (`DatasetSplit`), never materialised whole. Both answer `len`, `batches`, `loader`, `head`
+and `subset`, which is all the engine asks of a split.
 Integer inputs (token ids) stay integer; float targets mean regression (see `tasks`).
 
 Every dataset also has a `validation` split for choices made from data (sensitivity,
@@ -15,6 +17,7 @@ import hashlib
 import importlib.util
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +33,8 @@ from pruning.errors import UserError
 
 @dataclass(frozen=True)
 class Split:
+    """Samples held as two tensors (the bundled datasets, `.npz` files, tuples)."""
+
     x: torch.Tensor
     y: torch.Tensor
 
@@ -42,6 +47,57 @@ class Split:
             TensorDataset(self.x, self.y), batch_size=batch_size, shuffle=shuffle, generator=generator
         )
 
+    def batches(
+        self, batch_size: int, limit: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The first `limit` samples (all by default) in order, `batch_size` at a time."""
+        n = len(self) if limit is None else min(limit, len(self))
+        for start in range(0, n, batch_size):
+            yield self.x[start : min(start + batch_size, n)], self.y[start : min(start + batch_size, n)]
+
+    def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[:n], self.y[:n]
+
+    def subset(self, indices: torch.Tensor) -> Split:
+        return Split(self.x[indices], self.y[indices])
+
+
+class DatasetSplit:
+    """A user's `torch.utils.data.Dataset`, read lazily in batches and never held whole: only the
+    samples a step needs are loaded (evaluation, a calibration batch, a training batch)."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def loader(self, batch_size: int = 256, shuffle: bool = False, seed: int = 0) -> DataLoader:
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        return DataLoader(
+            self.dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=_collate
+        )
+
+    def batches(
+        self, batch_size: int, limit: int | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n = len(self) if limit is None else min(limit, len(self))
+        for start in range(0, n, batch_size):
+            yield _collate([self.dataset[i] for i in range(start, min(start + batch_size, n))])
+
+    def head(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _collate([self.dataset[i] for i in range(min(n, len(self)))])
+
+    def subset(self, indices: torch.Tensor) -> DatasetSplit:
+        return DatasetSplit(torch.utils.data.Subset(self.dataset, indices.tolist()))
+
+
+def _collate(samples: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) pairs as two tensors, with the dtypes of `_split` (integer ids stay integer)."""
+    xs, ys = zip(*samples)
+    x, y = torch.stack([torch.as_tensor(v) for v in xs]), torch.stack([torch.as_tensor(v) for v in ys])
+    return (x if not x.is_floating_point() else x.float()), (y if not y.is_floating_point() else y.float())
+
 
 VALIDATION_SHARE = 0.1
 VALIDATION_SEED = 0
@@ -50,11 +106,11 @@ VALIDATION_SEED = 0
 @dataclass(frozen=True)
 class Data:
     name: str
-    train: Split
-    test: Split
+    train: Split | DatasetSplit
+    test: Split | DatasetSplit
     num_classes: int  # 0 unless the task is classification
     task: Task = CLASSIFICATION
-    validation: Split | None = None  # a seeded share of `train`, for choices made from data
+    validation: Split | DatasetSplit | None = None  # a seeded share of `train`, for choices from data
 
     def evaluate(self, model: nn.Module, split: Split, limit: int | None = None) -> Evaluation:
         """The task's metric of `model` over `split` (its first `limit` samples when given)."""
@@ -82,13 +138,20 @@ def with_task(data: Data, task: str | None) -> Data:
     )
 
 
-def assemble(name: str, train: Split, test: Split, task: str | None = None) -> Data:
-    """A dataset with its task (declared, else inferred) and its validation split."""
-    kind = tasks.get(task) if task else tasks.infer(train.x, train.y)
-    classes = int(max(train.y.max(), test.y.max())) + 1 if kind is CLASSIFICATION and len(train) else 0
+def assemble(
+    name: str, train: Split | DatasetSplit, test: Split | DatasetSplit, task: str | None = None
+) -> Data:
+    """A dataset with its task (declared, else inferred from its first samples) and its validation
+    split. Classes are counted from the labels, read batch by batch."""
+    kind = tasks.get(task) if task else tasks.infer(*train.head(64))
+    classes = 0
+    if kind is CLASSIFICATION and len(train):
+        classes = 1 + max(
+            int(y.max()) for split in (train, test) for _, y in split.batches(4096) if y.numel()
+        )
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
     chosen = order[: max(1, round(VALIDATION_SHARE * len(train)))]
-    return Data(name, train, test, classes, kind, Split(train.x[chosen], train.y[chosen]))
+    return Data(name, train, test, classes, kind, train.subset(chosen))
 
 
 def _standardise(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -149,14 +212,19 @@ def _mnist1d(args_json: str, cache_dir: str) -> Data:
 DATASETS = {"digits": digits, "mnist1d": mnist1d}
 
 
-def _from_tuple_or_dataset(obj, what: str) -> Split:
+def _from_tuple_or_dataset(obj, what: str) -> Split | DatasetSplit:
     if isinstance(obj, (tuple, list)) and len(obj) == 2:
         return _split(obj[0], obj[1])
     if isinstance(obj, torch.utils.data.Dataset):
-        xs, ys = zip(*(obj[i] for i in range(len(obj))))
-        return _split(
-            torch.stack([torch.as_tensor(x) for x in xs]), torch.stack([torch.as_tensor(y) for y in ys])
-        )
+        try:
+            len(obj)
+            _collate([obj[0]])
+        except Exception as exc:
+            raise UserError(
+                f"{what} must be a map-style Dataset of (x, y) pairs, with a length "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        return DatasetSplit(obj)  # read lazily: never materialised whole
     raise UserError(f"{what} must be a torch Dataset or a tuple (X, y) of tensors")
 
 

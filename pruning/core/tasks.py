@@ -73,9 +73,8 @@ class Task:
         total = hits = count = 0.0
         per_hits = torch.zeros(max(num_classes, 1))
         per_count = torch.zeros(max(num_classes, 1))
-        step, device = EVAL_BATCH[self.name], device_of(model)
-        for start in range(0, n, step):
-            x, y = split.x[start : min(start + step, n)], split.y[start : min(start + step, n)]
+        device = device_of(model)
+        for x, y in split.batches(EVAL_BATCH[self.name], n):
             x, y = x.to(device), y.to(device)
             out = logits(model(x))
             if self.name == "regression":

@@ -48,15 +48,17 @@ class Loaded:
         return methods.Context(self.calibration, self.config.seed, self.data.task, self.example.device)
 
     @property
-    def calibration(self) -> datasets.Split:
+    def calibration(self) -> datasets.Split | datasets.DatasetSplit:
         """What criteria calibrate on: the training split, or `calib_samples` of it (seeded)."""
         train, cap = self.data.train, self.config.calib_samples
         if cap is None or cap >= len(train):
             return train
         chosen = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.config.seed))[:cap]
-        return datasets.Split(train.x[chosen], train.y[chosen])
+        return train.subset(chosen)
 
-    def evaluate(self, model: nn.Module, split: datasets.Split | None = None) -> Evaluation:
+    def evaluate(
+        self, model: nn.Module, split: datasets.Split | datasets.DatasetSplit | None = None
+    ) -> Evaluation:
         """The task's metric on `split` (default: the test split), capped at `eval_samples`."""
         split = self.data.test if split is None else split
         return self.data.evaluate(model, split, limit=self.config.eval_samples)
@@ -83,7 +85,7 @@ def load(config: RunConfig) -> Loaded:
     data = datasets.with_task(datasets.load(dataset_spec), config.task or lab.model_task(config.model))
     model = model.to(device)
     layers = masking.prunable_layers(model)
-    example = data.test.x[: config.batch_size].to(device)
+    example = data.test.head(config.batch_size)[0].to(device)
     try:
         with torch.no_grad():
             model(example[:1])

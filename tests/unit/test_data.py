@@ -104,7 +104,9 @@ def test_python_function_datasets(tmp_path):
     pair = data.load(f"{source}:tuples")
     assert (pair.name, len(pair.train), len(pair.test), pair.num_classes) == ("my_data", 12, 6, 3)
     sets = data.load(f"{source}:datasets")
-    assert sets.train.x.shape == (10, 3) and sets.test.y.tolist() == [0, 1, 0, 1] and sets.num_classes == 2
+    assert len(sets.train) == 10 and sets.num_classes == 2
+    x, y = sets.test.head(4)
+    assert x.shape == (4, 3) and y.tolist() == [0, 1, 0, 1]
     with pytest.raises(UserError, match="must return \\(train, test\\)"):
         data.load(f"{source}:single")
     with pytest.raises(UserError, match="must be a torch Dataset or a tuple"):
@@ -114,3 +116,44 @@ def test_python_function_datasets(tmp_path):
 def test_unknown_dataset_says_what_is_accepted():
     with pytest.raises(UserError, match="unknown dataset 'nosuch': use one of digits, mnist1d, an .npz file"):
         data.load("nosuch")
+
+
+COUNTING_DATA = """
+import torch
+from torch.utils.data import Dataset
+
+class Made(Dataset):
+    # samples made on demand; every index read is recorded, so a test sees what was loaded
+
+    def __init__(self, n, offset):
+        self.n, self.offset = n, offset
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        with open(__file__ + ".reads", "a") as log:
+            log.write(f"{self.offset + i} ")
+        g = torch.Generator().manual_seed(self.offset + i)
+        return torch.randn(64, generator=g), (self.offset + i) % 10
+
+
+def make():
+    return Made(600, 0), Made(300, 10_000)
+"""
+
+
+def test_a_user_dataset_is_read_lazily_in_batches(tmp_path):
+    from pruning.runs import experiment
+    from pruning.runs.config import RunConfig
+
+    (tmp_path / "lazy.py").write_text(COUNTING_DATA)
+    config = RunConfig("mlp-digits", "taylor", 0.5, data=f"{tmp_path / 'lazy.py'}:make", latency=False,
+                       eval_samples=50, calib_samples=64, options=(("batches", 1),))  # fmt: skip
+    result = experiment.run(config)
+    assert result.sparsity == pytest.approx(0.5, abs=1e-3) and result.dense.accuracy is not None
+    reads = [int(i) for i in (tmp_path / "lazy.py.reads").read_text().split()]
+    beyond = [i for i in reads if i >= 10_000 + 256]  # past the example batch and the 50 evaluated
+    assert sorted(beyond) == list(range(10_256, 10_300))  # each read once, batch by batch, for the classes
+    loaded = data.load(f"{tmp_path / 'lazy.py'}:make")
+    assert not hasattr(loaded.train, "x") and len(loaded.validation) == 60  # never materialised
