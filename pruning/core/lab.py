@@ -186,9 +186,9 @@ def dataset_source(spec: str) -> str:
 
 
 def _sample_datasets() -> set[str]:
-    from pruning.core.data import DATASETS  # here: data.py imports this module
-
-    return set(DATASETS)
+    """The bundled datasets' ids: those the sample models train on (`data.DATASETS` serves exactly
+    these; data.py imports this module, so they are read from the registry, and a test checks)."""
+    return {model.dataset for model in SAMPLE_MODELS.values()}
 
 
 @dataclass(frozen=True)

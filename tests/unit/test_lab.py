@@ -212,3 +212,9 @@ def test_the_lab_folder_can_move(lab_file: Path, tmp_path: Path, monkeypatch) ->
     moved = shutil.copytree(lab_file.parent, tmp_path / "moved")
     monkeypatch.setenv(lab.LAB_ENV, str(moved / "lab.toml"))
     assert lab.active().models["tiny"].weights == str(moved / "weights" / "tiny.safetensors")
+
+
+def test_the_lab_knows_the_same_sample_datasets_as_the_data_module():
+    from pruning.core import data, lab
+
+    assert lab._sample_datasets() == set(data.DATASETS)
