@@ -100,6 +100,27 @@ class Task:
         per_class = (per_hits / per_count.clamp(min=1)).tolist() if num_classes else []
         return Evaluation(accuracy, accuracy, per_class)
 
+    def check(self, output, y: torch.Tensor, num_classes: int, what: str) -> None:
+        """Refuse outputs that cannot be read as this task's predictions for targets `y` (a batch)."""
+        out = logits(output)
+        problem = None
+        if self.name == "classification":
+            if y.dim() != 1 or out.dim() != 2:
+                problem = "classification needs outputs (batch, classes) and one label per sample"
+            elif out.shape[1] < num_classes:
+                problem = f"the model has {out.shape[1]} outputs but the data has {num_classes} classes"
+        elif self.name == "lm":
+            if y.dim() < 2 or out.dim() != y.dim() + 1 or out.shape[:-1] != y.shape:
+                problem = "lm needs token ids in, (batch, positions, vocabulary) out, next ids as targets"
+        elif out[0].numel() != y[0].numel():
+            problem = f"regression needs one output per target value ({y[0].numel()})"
+        if problem:
+            shape = tuple(out.shape)
+            raise UserError(
+                f"{what} does not fit this model as task '{self.name}': {problem}, got outputs {shape} for "
+                f"targets {tuple(y.shape)}; check --data or declare the right --task"
+            )
+
     def worse_by(self, dense: float, pruned: float) -> float:
         """How much worse `pruned` is than `dense` on this metric (positive: worse)."""
         return dense - pruned if self.higher_is_better else pruned - dense

@@ -85,14 +85,15 @@ def load(config: RunConfig) -> Loaded:
     data = datasets.with_task(datasets.load(dataset_spec), config.task or lab.model_task(config.model))
     model = model.to(device)
     layers = masking.prunable_layers(model)
-    example = data.test.head(config.batch_size)[0].to(device)
+    example, targets = (t.to(device) for t in data.test.head(config.batch_size))
     try:
         with torch.no_grad():
-            model(example[:1])
+            output = model(example[:2])
     except Exception as exc:
         raise UserError(
             f"the model cannot run on dataset '{dataset_spec}': {type(exc).__name__}: {exc}"
         ) from exc
+    data.task.check(output, targets[:2], data.num_classes, f"dataset '{dataset_spec}'")
     return Loaded(config, model, data, method, options, layers, example)
 
 

@@ -121,3 +121,28 @@ def test_a_declared_task_wins_and_the_cli_takes_it(tmp_path, capsys):
     assert result["pruned"]["accuracy"] is None and result["pruned"]["metric"] > 0
     with pytest.raises(SystemExit):  # argparse refuses an unknown task with its usage line
         main([*args, "--task", "ranking"])
+
+
+@pytest.mark.parametrize(
+    "config, message",
+    [
+        ({"task": "lm"}, "task 'lm': lm needs token ids in"),
+        ({"task": "regression"}, "task 'regression': regression needs one output per target value"),
+    ],
+)
+def test_a_task_the_model_cannot_serve_is_refused_before_anything_is_stored(tmp_path, config, message):
+    from pruning.runs import submit
+    from pruning.runs.config import RunConfig
+
+    with pytest.raises(UserError, match=message):
+        submit.submit(tmp_path / "lab", [RunConfig("mlp-digits", "magnitude", 0.5, **config)])
+    assert not (tmp_path / "lab").exists()
+
+
+def test_fewer_outputs_than_classes_is_refused(tmp_path):
+    from pruning.runs import submit
+    from pruning.runs.config import RunConfig
+
+    (tmp_path / "five.py").write_text("from torch import nn\ndef make():\n    return nn.Linear(64, 5)\n")
+    with pytest.raises(UserError, match="the model has 5 outputs but the data has 10 classes"):
+        submit.validate([RunConfig(f"{tmp_path / 'five.py'}:make", "magnitude", 0.5, data="digits")])
