@@ -151,3 +151,22 @@ def test_bad_datasets_are_refused(app, empty, name: str, content: bytes, fragmen
     (error,) = at.error
     assert shown(error.value).startswith(fragment)
     assert not (empty.root / "uploads").exists() or not list((empty.root / "uploads").glob("*/*"))
+
+
+def test_a_hugging_face_language_model_previews_its_perplexity(app, empty) -> None:
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+    transformers.GPT2LMHeadModel(config).save_pretrained(empty.root / "gpt2")
+    ids = np.random.default_rng(0).integers(0, 64, size=(48, 17))
+    np.savez(empty.root / "tokens.npz", x_train=ids[:32, :-1], y_train=ids[:32, 1:], x_test=ids[32:, :-1],
+             y_test=ids[32:, 1:])  # fmt: skip
+    (empty.root / "lab.toml").write_text(
+        '[models.gpt]\nsource = "hf:gpt2"\ndata = "tokens.npz"\nlabel = "GPT-2 (tiny)"\n'
+    )
+    at = app(model="gpt")
+    assert not at.error, [e.value for e in at.error]
+    (metric,) = [m for m in at.metric if m.label == "perplexity (pruned)"]
+    assert float(metric.value) > 1.0 and "vs dense" in metric.delta  # lower is better: shown as such
+    layers = array(figures(at)[0]["data"][0]["x"])
+    assert "transformer.h.0.attn.c_attn" in layers and "lm_head" in layers  # Conv1D and the tied head
