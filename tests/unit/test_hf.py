@@ -35,6 +35,23 @@ def gpt2(tmp_path_factory) -> tuple[str, str]:
     return spec, str(data)
 
 
+@pytest.fixture(scope="module")
+def bert(tmp_path_factory) -> tuple[str, str]:
+    """A 2-layer BERT sequence classifier (3 labels) and token-id sentences with labels."""
+    root = tmp_path_factory.mktemp("bert")
+    torch.manual_seed(0)
+    config = transformers.BertConfig(
+        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+        max_position_embeddings=32, num_labels=3,
+    )  # fmt: skip
+    spec = save(transformers.BertForSequenceClassification(config), root / "model")
+    rng = np.random.default_rng(0)
+    ids, labels = rng.integers(0, 50, size=(40, 12)), rng.integers(0, 3, size=40)
+    data = root / "text.npz"
+    np.savez(data, x_train=ids[:30], y_train=labels[:30], x_test=ids[30:], y_test=labels[30:])
+    return spec, str(data)
+
+
 def test_gpt2_prunes_every_weight_matrix_once_and_reports_perplexity(gpt2, tmp_path):
     spec, data = gpt2
     model = models.load(spec)
@@ -80,19 +97,10 @@ def test_gpt2_conv1d_layers_are_read_with_their_inputs_first(gpt2, method):
         assert (c_fc == 0).float().mean().item() == pytest.approx(0.5, abs=0.05)
 
 
-def test_bert_and_vit_classifiers(tmp_path):
-    torch.manual_seed(0)
-    bert = transformers.BertConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=32, num_labels=3,
-    )  # fmt: skip
-    spec = save(transformers.BertForSequenceClassification(bert), tmp_path / "bert")
+def test_bert_and_vit_classifiers(bert, tmp_path):
+    spec, text = bert
     rng = np.random.default_rng(0)
-    ids, labels = rng.integers(0, 50, size=(40, 12)), rng.integers(0, 3, size=40)
-    np.savez(
-        tmp_path / "text.npz", x_train=ids[:30], y_train=labels[:30], x_test=ids[30:], y_test=labels[30:]
-    )
-    result = experiment.run(RunConfig(spec, "magnitude", 0.4, data=str(tmp_path / "text.npz"), latency=False))
+    result = experiment.run(RunConfig(spec, "magnitude", 0.4, data=text, latency=False))
     assert (result.task, result.metric) == ("classification", "accuracy")
     assert result.sparsity == pytest.approx(0.4, abs=1e-3)
     vit = transformers.ViTConfig(
@@ -129,26 +137,14 @@ def test_a_config_transformers_refuses_is_one_line(tmp_path):
         models.load(f"hf:{tmp_path}")
 
 
-def test_structured_removal_of_hf_models_is_refused_in_one_line_naming_where(gpt2, tmp_path):
+def test_structured_removal_of_hf_models_is_refused_in_one_line_naming_where(gpt2, bert):
     """Torch-Pruning traces Hugging Face outputs from their logits; where it cannot prune a model
     consistently the run says where, never with a traceback."""
     spec, data = gpt2
-    torch.manual_seed(0)
-    bert = transformers.BertConfig(
-        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=64,
-        max_position_embeddings=32, num_labels=3,
-    )  # fmt: skip
-    bert_spec = save(transformers.BertForSequenceClassification(bert), tmp_path / "bert")
-    rng = np.random.default_rng(0)
-    ids, labels = rng.integers(0, 50, size=(40, 12)), rng.integers(0, 3, size=40)
-    np.savez(
-        tmp_path / "text.npz", x_train=ids[:30], y_train=labels[:30], x_test=ids[30:], y_test=labels[30:]
-    )
+    bert_spec, text = bert
     # Today neither is removed: say exactly where, in one line (the GPT-2 trace fails inside
     # Torch-Pruning; BERT's attention keeps a fixed head size while its projections shrink).
     with pytest.raises(UserError, match=r"^Torch-Pruning cannot trace this model \(TypeError"):
         experiment.run(RunConfig(spec, "l1-channel", 0.3, data=data, latency=False))
-    with pytest.raises(UserError, match=r"the pruned model fails in bert\.encoder\.layer\.0\.attention"):
-        experiment.run(
-            RunConfig(bert_spec, "l1-channel", 0.3, data=str(tmp_path / "text.npz"), latency=False)
-        )
+    with pytest.raises(UserError, match=r"the pruned model fails in bert\.encoder\.layer\.\d+\.attention"):
+        experiment.run(RunConfig(bert_spec, "l1-channel", 0.3, data=text, latency=False))
