@@ -2,19 +2,28 @@
 
 import streamlit as st
 
-from pages.shared import jobs
+from pages.shared import access, jobs
+from pages.shared.text import plain
 
 st.set_page_config(layout="wide", page_title="Pruning Lab")
-page = st.navigation(
-    [
-        st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:", default=True),
-        st.Page("pages/compare.py", title="Compare", icon=":material/monitoring:"),
-        st.Page("pages/layers.py", title="Layers", icon=":material/view_list:"),
-        st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
-    ]
-)
+PAGES = [
+    st.Page("pages/prune.py", title="Prune", icon=":material/content_cut:", default=True),
+    st.Page("pages/compare.py", title="Compare", icon=":material/monitoring:"),
+    st.Page("pages/layers.py", title="Layers", icon=":material/view_list:"),
+    st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+]
+signed_in = access.signed_in()  # True without PRUNING_LAB_PASSWORD
+page = st.navigation(PAGES, position="sidebar" if signed_in else "hidden")
+if not signed_in:
+    access.sign_in_form()  # and nothing of any page: no page runs, no sidebar, no download
+    st.stop()
 with st.sidebar:
+    if access.exposed_without_password():
+        st.warning(
+            "Served beyond this machine without a password: anyone who can reach it can run, cancel "
+            "and delete jobs. Set PRUNING_LAB_PASSWORD (see the README)."
+        )
     st.subheader("Jobs")
-    st.caption(f"Store: `{jobs.store().root}`")
+    st.caption(f"Store: {plain(jobs.store().root)}")
     jobs.jobs_panel()
 page.run()

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from pages.shared import jobs, routing, ui
+from pages.shared.text import plain
 from pruning.present import charts, views
 
 ACCURACY = {"after": "after fine-tuning", "before": "before fine-tuning", "both": "both"}
@@ -33,7 +34,7 @@ shown = runs[runs["model"] == model]
 missing = int(shown[x].isna().sum())
 if missing == len(shown):
     st.info(
-        f"None of the {len(shown)} runs of {model} has a {charts.X_AXES[x].title}; "
+        f"None of the {len(shown)} runs of {plain(model)} has a {charts.X_AXES[x].title}; "
         "launch runs with **Measure latency** on, or pick another x axis."
     )
     st.stop()

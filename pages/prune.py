@@ -13,10 +13,11 @@ import os
 import pandas as pd
 
 from pages.shared import sources, ui
+from pages.shared.text import plain
 from pruning.core import methods
 from pruning.errors import UserError
 from pruning.present import charts, views
-from pruning.runs import preview, sensitivity, submit
+from pruning.runs import limits, preview, sensitivity, submit
 from pruning.runs.config import SCHEDULES, RunConfig
 
 
@@ -31,7 +32,7 @@ def live_preview(base: RunConfig, method: methods.Method, options: dict) -> None
     try:
         result = preview.preview(base.replace(sparsity=method.target_sparsity(options, sparsity)))
     except UserError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         return
     if result.config.get("eval_samples"):
         st.caption(
@@ -77,7 +78,7 @@ def allocation(
             st.session_state[allocated] = sensitivity.allocate(table, target)
             st.session_state.pop(editor, None)  # the editor's own edits would hide the new values
         except UserError as exc:
-            st.error(str(exc))
+            st.error(plain(exc))
     if b.button("Clear overrides", key="clear_overrides"):
         st.session_state.pop(allocated, None)
         st.session_state.pop(editor, None)
@@ -107,7 +108,7 @@ with left:
         with st.spinner("Loading the model and its data…"):
             layers = preview.layers(base)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(plain(exc))
         base = None
     with st.expander("Per-layer overrides"):
         edited = st.data_editor(
@@ -121,14 +122,20 @@ with left:
             overrides = views.parse_overrides(dict(zip(edited["layer"], edited["override"])))
             base = base and base.replace(layer_sparsity=tuple(sorted(overrides.items())))
         except UserError as exc:
-            st.error(f"Refused: {exc}")
+            st.error(plain(f"Refused: {exc}"))  # quotes the layer names typed into the table
             base = None
 
     st.subheader("Launch in the background")
+    quota = limits.Limits.from_env()
     a, b, c = st.columns(3)
-    epochs = a.number_input("Fine-tune epochs", 0, 500, 2, key="epochs")
+    epochs = a.number_input(
+        "Fine-tune epochs", 0, None, 2, key="epochs", help=f"at most {quota.epochs} per run"
+    )
     schedule = b.selectbox("Schedule", SCHEDULES, key="schedule", help="iterative / lottery prune in steps")
-    steps = c.number_input("Steps", 1, 100, 1 if schedule == "oneshot" else 5, key=f"steps-{schedule}")
+    steps = c.number_input(
+        "Steps", 1, None, 1 if schedule == "oneshot" else 5, key=f"steps-{schedule}",
+        help=f"at most {quota.steps} per run",
+    )  # fmt: skip
     latency = st.checkbox("Measure latency (dense vs pruned, interleaved)", True, key="latency")
     run_tab, sweep_tab = st.tabs(["Full run", "Sweep"])
     with run_tab:
@@ -140,7 +147,10 @@ with left:
             ui.launch([full.replace(latency=latency)])
     with sweep_tab:
         chosen = st.multiselect("Methods", ids, default=[method.id], key="sweep_methods")
-        levels_text = st.text_input("Sparsity levels", "0.5, 0.7, 0.8, 0.9, 0.95", key="sweep_levels")
+        levels_text = st.text_input(
+            "Sparsity levels", "0.5, 0.7, 0.8, 0.9, 0.95", key="sweep_levels",
+            help=f"at most {quota.levels} levels; a sweep queues methods x levels runs, at most {quota.runs}",
+        )  # fmt: skip
         workers = st.number_input("Worker processes", 1, os.cpu_count() or 1, 1, key="sweep_workers")
         if st.button("Launch sweep", disabled=base is None):
             try:
@@ -148,11 +158,12 @@ with left:
                     finetune_epochs=int(epochs), schedule=schedule, steps=int(steps), latency=latency
                 )
                 levels = views.parse_levels(levels_text)
+                limits.check_levels(levels, quota)
                 configs = submit.sweep_configs(
                     full, chosen, levels, lambda m: options if m == method.id else None
                 )
             except UserError as exc:
-                st.error(str(exc))
+                st.error(plain(f"Refused, nothing was queued: {exc}"))
             else:
                 ui.launch(configs, workers=int(workers))
 

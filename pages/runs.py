@@ -3,6 +3,8 @@
 import streamlit as st
 
 from pages.shared import jobs, routing, ui
+from pages.shared.confirm import confirmed_button
+from pages.shared.text import plain
 from pruning.present import report, views
 
 TABLE = views.titled(
@@ -42,6 +44,11 @@ if not selected:
 chosen = [history.get(i) for i in selected]
 
 
+def cancel(ids: list[str]) -> None:
+    for run_id in ids:
+        history.request_cancel(run_id)
+
+
 def forget(ids: list[str]) -> None:
     for run_id in ids:
         history.delete(run_id)
@@ -61,10 +68,13 @@ for record in chosen:
                 "application/octet-stream",
                 key=f"model-{record.id}",
             )
-    elif record.done:
-        st.error(record.error or record.status)
+    elif record.done:  # the first line only: a traceback (server paths) stays in the store, for the CLI
+        error = (record.error or record.status).strip().splitlines() or [record.status]
+        st.error(plain(error[0]))  # errors quote paths and names from outside
+        if len(error) > 1:
+            st.caption(f"Details on the server: `python -m pruning show {record.id}`")
     else:
-        st.progress(record.progress, text=record.message or record.status)
+        st.progress(record.progress, text=plain(record.message or record.status))
 
 st.subheader("Configs")
 only = st.toggle("only differing config fields", key="only_differing")
@@ -72,19 +82,28 @@ st.dataframe(views.config_diff(chosen, only_differing=only))
 
 a, b, c = st.columns(3)
 active = [r.id for r in chosen if not r.done]
-a.button(
-    f"Cancel {len(active)} active run(s)",
-    disabled=not active,
-    key="cancel_selected",
-    on_click=lambda: [history.request_cancel(i) for i in active],
-)
-finished = [r.id for r in chosen if r.done]
-with b.popover(f"Delete {len(finished)} finished run(s)", disabled=not finished):
-    st.write(
-        "Deletes the runs, their per-layer rows and their artifacts (exported models). "
-        "Cancel active runs first."
+with a:
+    confirmed_button(
+        f"Cancel {len(active)} active run(s)",
+        "cancel_selected",
+        f"Cancel {len(active)} active run(s)? Their work so far is lost; they may be someone else's.",
+        "Yes, cancel them",
+        cancel,
+        (active,),
+        disabled=not active,
     )
-    st.button("Delete for good", type="primary", key="delete_selected", on_click=forget, args=(finished,))
+finished = [r.id for r in chosen if r.done]
+with b:
+    confirmed_button(
+        f"Delete {len(finished)} finished run(s)",
+        "delete_selected",
+        f"Delete {len(finished)} run(s) for good: their results, per-layer rows and artifacts "
+        "(exported models)? Active runs are not deleted: cancel them first.",
+        "Yes, delete them",
+        forget,
+        (finished,),
+        disabled=not finished,
+    )
 c.download_button(
     "Download HTML report", lambda: report.render(chosen), "pruning-report.html", "text/html", key="report"
 )

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pages.shared.confirm import confirmed_button
+from pages.shared.text import plain
 from pruning.runs.store import RunRecord, Store, default_root
 
 STATUS_ICONS = {  # Material icons ship with Streamlit: no emoji font needed
@@ -30,10 +32,14 @@ def store() -> Store:
 
 
 def describe(record: RunRecord) -> str:
+    """A job in one line of Markdown; the model and method are escaped (a model may be any path a
+    command-line user typed)."""
+    what = f"{plain(record.model)} · {plain(record.method)}"
     if record.kind != "run":
-        return f"{record.kind} · {record.model} · {record.method} · `{record.id}`"
+        return f"{plain(record.kind)} · {what} · `{record.id}`"
     sparsity = record.config.get("sparsity", 0)
-    return f"{record.model} · {record.method} · {sparsity:.2f} · `{record.id}`"
+    sparsity = f"{sparsity:.2f}" if isinstance(sparsity, (int, float)) else plain(sparsity)
+    return f"{what} · {sparsity} · `{record.id}`"
 
 
 def jobs_panel(recent: int = 3) -> None:
@@ -71,14 +77,16 @@ def _draw(expected: tuple[str, ...], recent: int) -> None:
         st.caption("No active jobs.")
     for r in active:
         text = f"{STATUS_ICONS[r.status]} {describe(r)} — {r.status}" + (
-            f": {r.message}" if r.message else ""
+            f": {plain(r.message)}" if r.message else ""
         )
         st.progress(min(max(r.progress, 0.0), 1.0), text=text)
-        st.button(
+        confirmed_button(
             "Cancelling…" if r.cancel_requested else "Cancel",
-            key=f"cancel-{r.id}",
-            on_click=history.request_cancel,
-            args=(r.id,),
+            f"cancel-{r.id}",
+            f"Cancel {describe(r)}? Its work so far is lost.",
+            "Yes, cancel it",
+            history.request_cancel,
+            (r.id,),
             disabled=r.cancel_requested,
         )
     for r in [r for r in history.runs(limit=recent + len(active), kind=None) if r.done][:recent]:
@@ -86,5 +94,5 @@ def _draw(expected: tuple[str, ...], recent: int) -> None:
         if r.status == "succeeded" and r.kind == "run" and r.result:
             line += f" · accuracy {r.result['pruned']['accuracy']:.2%}"
         elif r.error:
-            line += f": {r.error.splitlines()[0]}"
+            line += f": {plain(r.error.splitlines()[0])}"
         st.markdown(line)

@@ -9,23 +9,18 @@ that quote them) is never rendered as Markdown: it goes through `plain`.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
 from pages.shared.jobs import store
+from pages.shared.text import plain
 from pruning.core import lab, models
 from pruning.errors import UserError
 from pruning.runs import uploads
 
 WEIGHTS, DATA = "weights", "data"  # upload kinds; their pickers' keys are pick_weights, pick_data
-
-
-def plain(text: str) -> str:
-    """`text` with every Markdown and HTML character escaped, so it shows as written."""
-    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~:$=^&\"'])", r"\\\1", text)
 
 
 def model_picker(key: str = "model") -> str:

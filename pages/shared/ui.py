@@ -14,8 +14,8 @@ from pages.shared.jobs import store
 from pruning.core import methods
 from pruning.errors import UserError
 from pruning.present import views
+from pruning.runs import limits, submit
 from pruning.runs import sensitivity as analysis
-from pruning.runs import submit
 from pruning.runs.config import RunConfig
 from pruning.runs.result import MASKED, OVERHEAD_BOUND, RunResult
 
@@ -63,11 +63,13 @@ def method_options(method: methods.Method) -> dict[str, Any]:
 
 
 def launch(configs: list, workers: int = 1) -> list[str]:
-    """Start runs in background workers; a refused config is shown as an error, not raised."""
+    """Start runs in background workers, within the launch quotas (`runs.limits`); a refused launch
+    queues nothing and is shown as an error, not raised."""
     try:
+        limits.check_launch(configs, limits.Limits.from_env())
         ids = submit.submit(store(), configs, "process", workers=workers, artifacts=True)
     except UserError as exc:
-        st.error(str(exc))
+        st.error(sources.plain(f"Refused, nothing was queued: {exc}"))
         return []
     started = ", ".join(f"`{i}`" for i in ids)
     st.success(
@@ -104,22 +106,24 @@ def sensitivity(
     except UserError as exc:
         st.error(sources.plain(str(exc)))
         return None
+    shown = sources.plain(model)  # a lab id or a path: text from outside
     if table is not None:
-        st.caption(f"Analysed {model} with {method_id} — {_inputs(config)}.")
+        st.caption(f"Analysed {shown} with {method_id} — {_inputs(config)}.")
         return table
     job = submit.latest_analysis(history, config)
     if job is not None and (job.config.get("weights"), job.config.get("data")) != (weights, data):
         job = None  # latest_analysis matches model, method and options only: that job read other files
     if job is not None and not job.done:
-        st.progress(job.progress, text=f"Analysing {model} with {method_id}: {job.message or job.status}")
-        st.caption(f"Analysing {model} with {method_id} — {_inputs(config)}.")
+        doing = f"Analysing {shown} with {method_id}"
+        st.progress(job.progress, text=f"{doing}: {sources.plain(job.message or job.status)}")
+        st.caption(f"{doing} — {_inputs(config)}.")
         _wait_for_analysis(job.id)
         return None
     if job is not None and job.status == "failed":
-        failed = sources.plain(job.error or "")  # may quote paths
-        st.error(f"The last sensitivity analysis of {model} with {method_id} failed: {failed}")
+        failed = sources.plain((job.error or "").strip().split("\n")[0])  # may quote paths; no traceback
+        st.error(f"The last sensitivity analysis of {shown} with {method_id} failed: {failed}")
     st.info(
-        f"No sensitivity analysis of {model} with {method_id} yet — {_inputs(config)}. It prunes each "
+        f"No sensitivity analysis of {shown} with {method_id} yet — {_inputs(config)}. It prunes each "
         f"layer alone at {len(analysis.DEFAULT_LEVELS)} levels; or run it from a terminal:"
     )
     st.code(_command(config), language="bash", wrap_lines=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 
 import numpy as np
@@ -25,8 +26,18 @@ def wait_done(store: Store, ids: list[str], timeout: float = 600.0) -> list[RunR
     raise AssertionError(f"runs not done after {timeout:.0f} s: {[(r.id, r.status) for r in records]}")
 
 
+def shown(markdown: str) -> str:
+    """Markdown as the browser shows its text: backslash escapes (pages.shared.text.plain) removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def errors(at: AppTest) -> list[str]:
+    """The page's error alerts as shown."""
+    return [shown(e.value) for e in at.error]
+
+
 def texts(at: AppTest) -> str:
-    """Everything the page shows as text (markdown, captions, alerts, metrics), one string."""
+    """Everything the page shows as text (markdown, captions, alerts, metrics), one string, as shown."""
     parts = [
         e.value
         for kind in ("markdown", "caption", "info", "error", "success", "warning")
@@ -34,7 +45,7 @@ def texts(at: AppTest) -> str:
     ]
     parts += [f"{m.label}={m.value}" for m in at.metric]
     parts += [p.proto.text for p in at.get("progress")]
-    return "\n".join(str(p) for p in parts)
+    return shown("\n".join(str(p) for p in parts))
 
 
 def figures(at: AppTest) -> list[dict]:

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.app.helpers import texts
+from tests.app.helpers import shown, texts
 
 PAGES = {"prune": "Prune", "compare": "Compare", "layers": "Layers", "runs": "Runs"}
 
@@ -28,7 +28,7 @@ def test_sidebar_lists_active_jobs_with_progress(app, empty) -> None:
     at = app("compare")  # the sidebar is on every page
     (bar,) = at.sidebar.get("progress")
     assert bar.value == 40
-    assert run_id in bar.proto.text and "fine-tuning epoch 2/5" in bar.proto.text
+    assert run_id in bar.proto.text and "fine-tuning epoch 2/5" in shown(bar.proto.text)
 
 
 def test_empty_sidebar_says_so(app, empty) -> None:
@@ -40,6 +40,8 @@ def test_sidebar_cancel_button_cancels_a_job(app, empty) -> None:
     run_id = empty.create_run({"model": "mlp-digits", "method": "magnitude", "sparsity": 0.5})
     at = app()
     at.sidebar.button(key=f"cancel-{run_id}").click().run()
+    assert empty.get(run_id).status == "queued"  # the first click only asks
+    at.sidebar.button(key=f"cancel-{run_id}-yes").click().run()
     assert empty.get(run_id).status == "cancelled"
     assert f"{run_id}` — cancelled" in texts(at)  # now among the finished runs
 
@@ -51,9 +53,11 @@ def test_a_sensitivity_analysis_is_a_job_in_the_sidebar_that_survives_a_reload(a
     empty.set_progress(job_id, 0.5, "layer fc2")
     at = app("layers")  # a fresh session: what it shows comes from the store
     (bar,) = at.sidebar.get("progress")
-    assert bar.value == 50 and "sensitivity · mlp-digits · magnitude" in bar.proto.text
+    assert bar.value == 50 and "sensitivity · mlp-digits · magnitude" in shown(bar.proto.text)
     assert any(
-        "Analysing mlp-digits with magnitude: layer fc2" in p.proto.text for p in at.main.get("progress")
+        "Analysing mlp-digits with magnitude: layer fc2" in shown(p.proto.text)
+        for p in at.main.get("progress")
     )
     at.sidebar.button(key=f"cancel-{job_id}").click().run()
+    at.sidebar.button(key=f"cancel-{job_id}-yes").click().run()
     assert empty.get(job_id).cancel_requested

@@ -11,7 +11,7 @@ from safetensors.torch import save
 
 from pruning.core import methods, models
 from pruning.runs import sensitivity, submit
-from tests.app.helpers import array, figures, texts, wait_done
+from tests.app.helpers import array, errors, figures, texts, wait_done
 from tests.app.test_sources import shown
 
 
@@ -56,7 +56,7 @@ def test_every_method_gets_its_controls(app, empty, method_id) -> None:
     keys = {w.key for kind in ("number_input", "checkbox", "selectbox") for w in at.get(kind)}
     assert {f"option-{method_id}-{p.name}" for p in method.params} <= keys
     if method_id in NO_PREVIEW:
-        assert [e.value for e in at.error] == [NO_PREVIEW[method_id]]
+        assert errors(at) == [NO_PREVIEW[method_id]]
         assert not figures(at)
         return
     assert not at.error, [e.value for e in at.error]
@@ -90,8 +90,7 @@ def test_invalid_override_is_refused(app, empty, typed, message) -> None:
     }
     at.run()
     assert not at.exception
-    errors = [e.value for e in at.error]
-    assert any(message in e for e in errors), errors
+    assert any(message in e for e in errors(at)), errors(at)
     assert all(b.disabled for b in at.button if b.label in ("Launch run", "Launch sweep"))
     assert "nominal sparsity" not in texts(at)  # no preview of a refused config
 
@@ -149,7 +148,7 @@ def test_bad_sweep_levels_are_refused(app, empty) -> None:
     at = app()
     at.text_input(key="sweep_levels").set_value("0.5, lots")
     next(b for b in at.button if b.label == "Launch sweep").click().run()
-    assert any("'lots' is not a number" in e.value for e in at.error)
+    assert any("'lots' is not a number" in e for e in errors(at))
     assert empty.runs() == []
 
 

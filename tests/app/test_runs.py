@@ -55,6 +55,8 @@ def test_delete_removes_the_runs(app, seeded) -> None:
     at = app("runs")
     at.multiselect(key="runs").set_value([victim]).run()
     at.button(key="delete_selected").click().run()
+    assert victim in [r.id for r in seeded.runs()]  # the first click only asks
+    at.button(key="delete_selected-yes").click().run()
     assert victim not in [r.id for r in seeded.runs()]
     assert at.multiselect(key="runs").value == []
 
@@ -64,4 +66,6 @@ def test_cancel_stops_an_active_run(app, seeded) -> None:
     at = app("runs")
     at.multiselect(key="runs").set_value([queued]).run()
     at.button(key="cancel_selected").click().run()
+    assert seeded.get(queued).status == "queued"  # the first click only asks
+    at.button(key="cancel_selected-yes").click().run()
     assert seeded.get(queued).status == "cancelled"

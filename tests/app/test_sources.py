@@ -14,14 +14,9 @@ from safetensors.torch import save
 
 from pages.shared.sources import plain
 from pruning.core import models
-from tests.app.helpers import array, figures, texts, wait_done
+from tests.app.helpers import array, figures, shown, texts, wait_done
 from tests.lab_folder import blobs, write_lab
 from tests.unit.test_cli import Payload
-
-
-def shown(text: str) -> str:
-    """Escaped Markdown as the browser shows it."""
-    return re.sub(r"\\(.)", r"\1", text)
 
 
 def dense_accuracy(at) -> str:
