@@ -106,7 +106,10 @@ def _execute(args: Namespace, configs: list[RunConfig]) -> list[RunRecord]:
     bar = ProgressBar(len(configs), enabled=not args.quiet)
     ids: list[str] = []
     try:
-        ids = submit.submit(args.store, configs, args.executor, args.workers, echo=bar, debug=args.debug)
+        ids = submit.submit(
+            args.store, configs, args.executor, args.workers, echo=bar, debug=args.debug,
+            overwrite=args.overwrite, limit=args.time_limit,
+        )  # fmt: skip
         return submit.wait(Store(args.store), ids, bar)
     except KeyboardInterrupt:  # inline runs were cancelled where they ran; workers are asked here
         store = Store(args.store) if ids else None
@@ -245,6 +248,16 @@ def cancel(args: Namespace) -> None:
         raise UserError(f"run {r.id} already {r.status}; nothing to cancel")
     store.request_cancel(r.id)
     output.say(f"cancellation requested for {r.id}")
+
+
+def doctor(args: Namespace) -> None:
+    from pruning.runs.doctor import doctor as check  # only this command salvages stores
+
+    diagnosis = check(args.store)
+    if args.json:
+        return output.print_json(diagnosis.to_dict())
+    for line in diagnosis.lines():
+        output.say(line)
 
 
 def report(args: Namespace) -> None:

@@ -77,6 +77,8 @@ def _runner(source: argparse.ArgumentParser) -> argparse.ArgumentParser:
     runner.add_argument("--batch-size", type=int, default=256, help="batch size for latency")
     runner.add_argument("--no-latency", action="store_true", help="skip timing dense vs pruned")
     runner.add_argument("--export")
+    runner.add_argument("--overwrite", action="store_true", help="let --export replace a folder's files")
+    runner.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop a run that takes longer")
     return runner
 
 
@@ -114,6 +116,8 @@ def parser() -> argparse.ArgumentParser:
         one = sub.add_parser(name, parents=[common], help=help_text)
         one.add_argument("run_id")
         one.set_defaults(func=func)
+    doctor = sub.add_parser("doctor", parents=[common], help="check the run history; salvage a damaged one")
+    doctor.set_defaults(func=commands.doctor)
     report = sub.add_parser("report", parents=[common], help="HTML report of runs")
     report.add_argument("run_ids", nargs="+")
     report.add_argument("--out", required=True)

@@ -1,20 +1,27 @@
 """Where jobs execute: here (`inline`), or in detached worker processes (`process`).
 
 A job is a row of the store: a pruning run, or a sensitivity analysis. Whoever executes
-it records status, progress and a heartbeat; a cancel request in the store stops it at
-its next progress report; a worker that dies is found by `Store.reap` and its job
-marked failed. Runs that share a group key (see experiment.groups) go to the same
-worker, so the dense model is measured and importance computed once.
+it records status, progress and a heartbeat (for its queued jobs too); a cancel request in
+the store stops it at its next progress report; a worker that dies is found by `Store.reap`
+and its jobs marked failed, queued ones included. A job past its time limit, or cancelled
+but stuck in one long step, is ended by `Store.reap`, which sends its worker SIGTERM: the
+worker abandons that job (`Stopped`) and goes on with the next (SIGKILL if it cannot).
+Workers find their jobs in the store (`Store.adopt`), not on their command line. Runs that
+share a group key (see experiment.groups) go to the same worker, so the dense model is
+measured and importance computed once.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import signal
 import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -35,18 +42,28 @@ class Cancelled(Exception):
     """Raised inside a job when its cancellation was requested."""
 
 
-class _Heartbeat:
-    """Keeps the current job's heartbeat fresh while long steps (training, timing) run."""
+class Stopped(BaseException):
+    """Raised in the main thread by SIGTERM. A BaseException, so that no `except Exception` in a
+    method or an exporter swallows it."""
 
-    def __init__(self, store: Store):
-        self.store, self.job_id = store, None
+
+class _Heartbeat:
+    """Keeps this owner's jobs' heartbeats fresh while long steps (training, timing) run, and reaps:
+    a job of its own past its time limit, or cancelled but stuck, gets this process a SIGTERM."""
+
+    def __init__(self, store: Store, job_ids: Sequence[str]):
+        self.store, self.job_ids, self.job_id = store, list(job_ids), None
+        self.stoppable = False  # whether SIGTERM abandons the current job (see _stoppable)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, daemon=True)
 
     def _beat(self) -> None:
         while not self._stop.wait(HEARTBEAT_SECONDS):
-            if self.job_id:
-                self.store.heartbeat(self.job_id)
+            try:
+                self.store.heartbeat(*self.job_ids)
+                self.store.reap()
+            except UserError:  # the store is busy or damaged: the main thread reports it; beat again later
+                continue
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -73,6 +90,28 @@ def _message(exc: BaseException, debug: bool) -> str:
     return f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
 
 
+@contextmanager
+def _stoppable(beat: _Heartbeat) -> Iterator[None]:
+    """In the main thread, SIGTERM raises `Stopped` in the current job instead of ending the process
+    (elsewhere signals cannot be handled: the job is then only marked, and stops at its next report)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame) -> None:
+        if beat.job_id is None:  # nothing to abandon: end as SIGTERM would
+            raise SystemExit(128 + signum)
+        raise Stopped(beat.job_id)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    beat.stoppable = True
+    try:
+        yield
+    finally:
+        beat.stoppable = False
+        signal.signal(signal.SIGTERM, previous)
+
+
 def execute(
     store: Store,
     job_ids: Sequence[str],
@@ -89,7 +128,7 @@ def execute(
     for record in records:
         if record.kind == "run":
             runs.setdefault(experiment.group_key(RunConfig.from_dict(record.config)), []).append(record)
-    with _Heartbeat(store) as beat:
+    with _Heartbeat(store, job_ids) as beat, _stoppable(beat):
         try:
             for key, group in runs.items():
                 _execute_group(store, group, beat, echo, debug, (loaded or {}).get(key))
@@ -131,23 +170,32 @@ def _analyse(store: Store, record: RunRecord, progress) -> dict:
 
 
 def _run_job(store: Store, job_id: str, beat: _Heartbeat, debug: bool, job, echo: Echo | None) -> None:
-    """Claim a queued job, run `job(progress) -> result dict`, and record how it ended."""
-    if not store.mark_running(job_id, os.getpid()):
+    """Claim a queued job, run `job(progress) -> result dict`, and record how it ended (unless
+    `Store.reap` already did: timed out, or cancelled and stopped)."""
+    if not store.mark_running(job_id, os.getpid(), stoppable=beat.stoppable):
         return  # cancelled while waiting
     beat.job_id = job_id
     try:
         store.finish(job_id, "succeeded", result=job(_reporter(store, job_id, echo)))
+    except Stopped:
+        if not store.get(job_id).done:  # not `reap`'s signal: someone ends this worker
+            store.finish(job_id, "failed", error="stopped: the worker process received SIGTERM")
+            raise SystemExit(128 + signal.SIGTERM) from None
     except Cancelled:
-        store.finish(job_id, "cancelled", error="cancelled by the user")
+        if not store.get(job_id).done:
+            store.finish(job_id, "cancelled", error="cancelled by the user")
     except Exception as exc:
-        store.finish(job_id, "failed", error=_message(exc, debug))
+        if not store.get(job_id).done:
+            store.finish(job_id, "failed", error=_message(exc, debug))
     finally:
         beat.job_id = None
+        store.let_go(job_id)
 
 
 def spawn(store: Store, jobs: Mapping[str, RunConfig], workers: int = 1) -> list[subprocess.Popen]:
     """Start detached worker processes for queued jobs (they outlive this process, e.g. a Streamlit
-    rerun); jobs of one run group share a worker."""
+    rerun); jobs of one run group share a worker. Each worker finds its jobs in the store under its
+    name, however many there are; jobs whose worker cannot start fail with the reason."""
     by_key: dict[tuple, list[str]] = {}
     for job_id, config in jobs.items():
         by_key.setdefault(experiment.group_key(config), []).append(job_id)
@@ -162,17 +210,13 @@ def spawn(store: Store, jobs: Mapping[str, RunConfig], workers: int = 1) -> list
     )
     procs = []
     for share in shares:
-        with open(store.artifacts(share[0]) / "worker.log", "ab") as log:
-            procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "pruning.runs.worker",
-                        "--store",
-                        str(store.root.resolve()),
-                        *share,
-                    ],
+        name = f"worker-{secrets.token_hex(8)}"
+        store.hand_to(share, name)
+        command = [sys.executable, "-m", "pruning.runs.worker", "--store", str(store.root), "--worker", name]
+        try:
+            with open(store.artifacts(share[0]) / "worker.log", "ab") as log:
+                proc = subprocess.Popen(
+                    command,
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
@@ -180,5 +224,11 @@ def spawn(store: Store, jobs: Mapping[str, RunConfig], workers: int = 1) -> list
                     cwd=PROJECT_ROOT,
                     start_new_session=True,
                 )
-            )
+        except OSError as exc:
+            for job_id in share:
+                if not store.get(job_id).done:
+                    store.finish(job_id, "failed", error=f"could not start a worker process: {exc}")
+            continue
+        store.hand_to(share, name, pid=proc.pid)  # its owner from now on, even before it adopts them
+        procs.append(proc)
     return procs

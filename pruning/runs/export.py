@@ -1,13 +1,22 @@
 """Exporting a pruned model: a plain state_dict (safetensors), run.json, recipe.json (the run's
 config, which `python -m pruning run --recipe FILE` reads back), prune.py (the same pruning with
 standard tools) and, when the architecture changed, a `torch.export` program and an ONNX file that
-load without project code."""
+load without project code.
+
+Every file is written into a hidden staging folder inside the destination, fsynced, then renamed into
+place, run.json last: it marks an export complete. A full disk or an unwritable folder is one
+`UserError` and leaves no half-written file under a final name. `check_destination` refuses, before
+anything runs, a destination that is not a writable folder or that holds files (without overwrite)."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +90,109 @@ def save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
         onnx_program.save(str(path))
 
 
+def check_destination(directory: str | Path, overwrite: bool = False) -> None:
+    """Refuse, before anything is stored or run, an export folder that cannot be written, or that
+    holds files unless `overwrite`. Folders created to try are removed again."""
+    path = Path(directory).expanduser()
+    try:
+        if path.exists() and not path.is_dir():
+            raise UserError(f"--export {directory} is not a folder: give the path of a new or empty folder")
+        if path.is_dir() and any(path.iterdir()) and not overwrite:
+            raise UserError(
+                f"--export folder {directory} is not empty: give a new or empty folder, "
+                "or add --overwrite to replace its files"
+            )
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    created: list[Path] = []
+    try:
+        for folder in reversed([p for p in (path, *path.parents) if not p.exists()]):
+            folder.mkdir()
+            created.append(folder)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".probe-"):
+            pass
+    except OSError as exc:
+        raise _unwritable(path, exc) from None
+    finally:
+        for folder in reversed(created):
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+
+def _unwritable(directory: Path, exc: OSError) -> UserError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return UserError(
+            f"no space left on the device of {directory} while exporting: free some space or export "
+            "elsewhere (no file of this export was completed)"
+        )
+    return UserError(
+        f"cannot write to --export {directory} ({exc.strerror or exc}): choose a folder you can write to"
+    )
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _staged(directory: Path) -> Iterator[Path]:
+    """A staging folder inside `directory`; when the block succeeds its files are fsynced and renamed
+    into `directory`, run.json last. A stale run.json goes first: the folder no longer holds that export."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "run.json").unlink(missing_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=".export-", dir=directory))
+    except OSError as exc:
+        raise _unwritable(directory, exc) from None
+    try:
+        yield stage
+        files = sorted((f for f in stage.rglob("*") if f.is_file()), key=lambda f: f.name == "run.json")
+        for file in files:
+            _fsync(file)
+        for file in files:
+            target = directory / file.relative_to(stage)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(file, target)
+        if os.name != "nt":
+            _fsync(directory)  # the renames themselves survive a crash
+    except OSError as exc:
+        raise _unwritable(directory, exc) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
+def _write_model(
+    model: nn.Module, folder: Path, removed: bool, example: torch.Tensor, hugging_face: bool
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Write the model files into `folder`: ({key: file name}, {key: why a program format failed})."""
+    names = {"weights": "model.safetensors"}
+    if hugging_face:
+        hf.save(model, folder)
+        names["config"] = "config.json"
+    else:
+        (folder / names["weights"]).write_bytes(measure.state_bytes(model))  # masks are folded in
+    errors = {}
+    if removed:
+        for key, name, save in (("program", "model.pt2", save_program), ("onnx", "model.onnx", save_onnx)):
+            try:
+                save(model, example, folder / name)
+                names[key] = name
+            except Exception as exc:  # any exporter failure is reported, not fatal
+                errors[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return names, errors
+
+
+def _paths(directory: Path, names: dict[str, str], errors: dict[str, str]) -> dict:
+    paths: dict = {key: str(directory / name) for key, name in names.items()}
+    if errors:
+        paths["errors"] = errors
+    return paths
+
+
 def save_model(
     model: nn.Module, directory: str | Path, removed: bool, example: torch.Tensor, hugging_face: bool = False
 ) -> dict:
@@ -92,25 +204,9 @@ def save_model(
     `errors` instead of failing the run: the weights are still written.
     """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    files = {"weights": directory / "model.safetensors"}
-    if hugging_face:
-        hf.save(model, directory)
-        files["config"] = directory / "config.json"
-    else:
-        files["weights"].write_bytes(measure.state_bytes(model))  # masks are folded in: weights are zero
-    errors = {}
-    if removed:
-        for key, name, save in (("program", "model.pt2", save_program), ("onnx", "model.onnx", save_onnx)):
-            try:
-                save(model, example, directory / name)
-                files[key] = directory / name
-            except Exception as exc:  # any exporter failure is reported, not fatal
-                errors[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    paths: dict = {k: str(v) for k, v in files.items()}
-    if errors:
-        paths["errors"] = errors
-    return paths
+    with _staged(directory) as stage:
+        names, errors = _write_model(model, stage, removed, example, hugging_face)
+    return _paths(directory, names, errors)
 
 
 def recipe(result: RunResult) -> dict[str, Any]:
@@ -177,15 +273,15 @@ def export(
     example: torch.Tensor,
     hugging_face: bool = False,
 ) -> dict:
-    """`save_model`, recipe.json and prune.py, then run.json: the result, with every exported path
-    under its `export` key."""
+    """The model files, recipe.json and prune.py, then run.json: the result, with every exported path
+    under its `export` key. All or nothing: run.json appears only when every file is complete."""
     directory = Path(directory)
-    paths = save_model(model, directory, result.removed, example, hugging_face)
-    paths["recipe"] = str(directory / "recipe.json")
-    Path(paths["recipe"]).write_text(json.dumps(recipe(result), indent=2))
-    paths["snippet"] = str(directory / "prune.py")
-    Path(paths["snippet"]).write_text(snippet.render(result, model, example))
-    paths["result"] = str(directory / "run.json")
-    result.details["export"] = paths
-    Path(paths["result"]).write_text(json.dumps(result.to_dict(), indent=2))
+    with _staged(directory) as stage:
+        names, errors = _write_model(model, stage, result.removed, example, hugging_face)
+        names.update(recipe="recipe.json", snippet="prune.py", result="run.json")
+        (stage / names["recipe"]).write_text(json.dumps(recipe(result), indent=2))
+        (stage / names["snippet"]).write_text(snippet.render(result, model, example))
+        paths = _paths(directory, names, errors)
+        result.details["export"] = paths
+        (stage / names["result"]).write_text(json.dumps(result.to_dict(), indent=2))
     return paths

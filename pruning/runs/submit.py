@@ -5,10 +5,15 @@ model and data the way a run does), records the jobs with their ids (so a run ca
 export into its own artifacts folder and write every file once), and hands them to an
 executor: `inline` runs them here and returns when they are done, `process` starts
 detached workers and returns at once (see `wait`). Sensitivity analyses are jobs too.
+
+The jobs are recorded in one transaction (all or none), owned by this process until a worker
+adopts them, so a submitter or worker that dies leaves nothing waiting for ever (`Store.reap`).
+A wall-clock limit per job comes from `time_limit` or `$PRUNING_LAB_TIME_LIMIT` (seconds).
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -16,7 +21,7 @@ from typing import Any
 
 from pruning.core import methods
 from pruning.errors import UserError
-from pruning.runs import executors, experiment, sensitivity
+from pruning.runs import executors, experiment, export, sensitivity
 from pruning.runs.config import RunConfig
 from pruning.runs.executors import Echo, Executor
 from pruning.runs.prepared import Loaded, load
@@ -43,10 +48,31 @@ def sweep_configs(
     return configs
 
 
-def validate(configs: Sequence[RunConfig]) -> dict[tuple, Loaded]:
-    """Raise UserError for anything a run would refuse; returns what was loaded, per group key."""
+TIME_LIMIT_ENV = "PRUNING_LAB_TIME_LIMIT"
+
+
+def time_limit(seconds: float | None = None) -> float | None:
+    """The wall-clock limit of each job: `seconds`, else `$PRUNING_LAB_TIME_LIMIT`, else none."""
+    if seconds is None:
+        text = os.environ.get(TIME_LIMIT_ENV, "").strip()
+        if not text:
+            return None
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise UserError(f"the time limit must be a positive number of seconds, got {seconds}")
+    return float(seconds)
+
+
+def validate(configs: Sequence[RunConfig], overwrite: bool = False) -> dict[tuple, Loaded]:
+    """Raise UserError for anything a run would refuse (the export folders first: that check is
+    cheap); returns what was loaded, per group key. `overwrite`: exports may replace files."""
     if not configs:
         raise UserError("nothing to launch: choose at least one method and one sparsity level")
+    for folder in dict.fromkeys(c.export for c in configs if c.export):
+        export.check_destination(folder, overwrite)
     loaded = {}
     for group in experiment.groups(configs):
         first = load(group[0])
@@ -69,21 +95,24 @@ def submit(
     artifacts: bool = False,
     echo: Echo | None = None,
     debug: bool = False,
+    overwrite: bool = False,
+    limit: float | None = None,
 ) -> list[str]:
     """Validate, record each config as a queued run and execute or hand them over; returns the ids.
     `store` may be a path: it is opened (created) only after every config passed validation.
     `artifacts`: each run exports its pruned model into its own artifacts folder (the dashboard's
-    downloads)."""
+    downloads). `overwrite`: an export may replace the files of a folder that is not empty.
+    `limit`: seconds each run may take (default: `time_limit()`)."""
     if executor not in executors.EXECUTORS:
         raise UserError(f"executor must be one of {', '.join(executors.EXECUTORS)}, got '{executor}'")
-    loaded = validate(configs)
+    limit = time_limit(limit)
+    loaded = validate(configs, overwrite)
     store = _opened(store)
     ids = [new_run_id() for _ in configs]
     if artifacts:
         configs = [c.replace(export=str(store.artifacts(i).resolve())) for i, c in zip(ids, configs)]
     sweep_id = f"sweep-{time.time_ns()}" if len(configs) > 1 else None
-    for run_id, config in zip(ids, configs):
-        store.create_run(config.to_dict(), sweep_id=sweep_id, run_id=run_id)
+    store.create_runs([(i, c.to_dict()) for i, c in zip(ids, configs)], sweep_id, time_limit=limit)
     _hand_over(store, dict(zip(ids, configs)), executor, workers, echo, debug, loaded)
     return ids
 
@@ -134,7 +163,9 @@ def submit_analysis(
     levels = sensitivity.parse_levels(levels)
     sensitivity.check(load(config))
     store = _opened(store)
-    job_id = store.create_run({**config.to_dict(), "levels": list(levels)}, kind="sensitivity")
+    job_id = store.create_run(
+        {**config.to_dict(), "levels": list(levels)}, kind="sensitivity", time_limit=time_limit()
+    )
     _hand_over(store, {job_id: config}, executor, 1, echo, False)
     return job_id
 
