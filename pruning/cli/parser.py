@@ -6,7 +6,7 @@ import argparse
 
 from pruning.cli import commands
 from pruning.core.tasks import TASKS
-from pruning.runs.config import SCHEDULES
+from pruning.runs.config import MAX_EPOCHS, MAX_SEED, MAX_STEPS, SCHEDULES
 from pruning.runs.executors import EXECUTORS
 from pruning.runs.store import default_root
 
@@ -59,7 +59,7 @@ def _source(parent: argparse.ArgumentParser, model_required: bool = True) -> arg
     source.add_argument("--task", choices=list(TASKS), help="what the data is for (default: inferred)")
     source.add_argument("--weights")
     source.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="method option")
-    source.add_argument("--seed", type=int, default=0)
+    source.add_argument("--seed", type=int, default=0, help=f"0 to {MAX_SEED}")
     source.add_argument("--eval-samples", type=int, metavar="N", help="evaluate on N samples (default: all)")
     source.add_argument("--calib-samples", type=int, metavar="N", help="calibrate on N training samples")
     source.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -70,9 +70,11 @@ def _runner(source: argparse.ArgumentParser) -> argparse.ArgumentParser:
     runner = argparse.ArgumentParser(add_help=False, parents=[source])
     runner.add_argument("--scope", default="global", choices=["global", "layer"])
     runner.add_argument("--layer-sparsity", action="append", default=[], metavar="NAME=S")
-    runner.add_argument("--finetune-epochs", type=int, default=0)
+    runner.add_argument("--finetune-epochs", type=int, default=0, help=f"at most {MAX_EPOCHS}")
     runner.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES))
-    runner.add_argument("--steps", type=int, default=1)
+    runner.add_argument(
+        "--steps", type=int, default=1, help=f"pruning steps of a schedule, at most {MAX_STEPS}"
+    )
     runner.add_argument("--device", default="auto", choices=["cpu", "cuda", "auto"], help="auto: CUDA if any")
     runner.add_argument("--batch-size", type=int, default=256, help="batch size for latency")
     runner.add_argument("--no-latency", action="store_true", help="skip timing dense vs pruned")

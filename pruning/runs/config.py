@@ -13,6 +13,12 @@ from pruning.errors import UserError
 
 Schedule = Literal["oneshot", "iterative", "lottery"]
 SCHEDULES = ("oneshot", "iterative", "lottery")
+# Upper bounds of the counts a run takes, far above any useful value and low enough that a typo
+# (`--steps 1000000000`) is one error line, not a job that never ends. Seeds go to NumPy as well
+# as torch, and NumPy takes 32-bit seeds.
+MAX_SEED = 2**32 - 1
+MAX_STEPS = 1000
+MAX_EPOCHS = 10_000
 
 
 @dataclass(frozen=True)
@@ -45,9 +51,17 @@ class RunConfig:
             raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, got '{self.schedule}'")
         for name, value in self.layer_sparsity:
             validate_sparsity(value, f"sparsity of layer {name}")
-        for field, low in (("finetune_epochs", 0), ("steps", 1), ("batch_size", 1)):
-            if not isinstance(getattr(self, field), int) or getattr(self, field) < low:
-                raise UserError(f"{field.replace('_', '-')} must be an integer >= {low}")
+        for field, low, high in (
+            ("finetune_epochs", 0, MAX_EPOCHS),
+            ("steps", 1, MAX_STEPS),
+            ("batch_size", 1, None),
+            ("seed", 0, MAX_SEED),
+        ):
+            value = getattr(self, field)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise UserError(f"{field.replace('_', '-')} must be an integer >= {low}, got {value!r}")
+            if high is not None and value > high:
+                raise UserError(f"{field.replace('_', '-')} must be at most {high}, got {value}")
         for field in ("eval_samples", "calib_samples"):
             value = getattr(self, field)
             if value is not None and (not isinstance(value, int) or value < 1):

@@ -42,15 +42,19 @@ class Param:
     choices: tuple[Any, ...] = ()
 
     def parse(self, value: Any) -> Any:
+        # What a bool's text may say; anything else ("xyz") is a typo, refused rather than read as False.
+        booleans = {"true": True, "1": True, "yes": True, "on": True}
+        booleans |= {"false": False, "0": False, "no": False, "off": False}
         try:
             if self.kind == "int":
                 value = int(value)
             elif self.kind == "float":
                 value = float(value)
-            elif self.kind == "bool":
-                value = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes")
-        except (TypeError, ValueError) as exc:
-            raise UserError(f"option {self.name} must be a {self.kind}, got {value!r}") from exc
+            elif self.kind == "bool" and not isinstance(value, bool):
+                value = booleans[str(value).strip().lower()]
+        except (TypeError, ValueError, KeyError) as exc:
+            kind = "bool (true or false)" if self.kind == "bool" else self.kind
+            raise UserError(f"option {self.name} must be a {kind}, got {value!r}") from exc
         if self.kind == "choice" and value not in self.choices:
             raise UserError(f"option {self.name} must be one of {', '.join(map(str, self.choices))}")
         if self.min is not None and value < self.min or self.max is not None and value > self.max:
