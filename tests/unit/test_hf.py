@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from pruning.core import masks, models
+from pruning.core import masks, methods, models, structured
+from pruning.core.tasks import logits
 from pruning.errors import UserError
 from pruning.runs import experiment
 from pruning.runs.config import RunConfig
@@ -137,14 +138,77 @@ def test_a_config_transformers_refuses_is_one_line(tmp_path):
         models.load(f"hf:{tmp_path}")
 
 
-def test_structured_removal_of_hf_models_is_refused_in_one_line_naming_where(gpt2, bert):
-    """Torch-Pruning traces Hugging Face outputs from their logits; where it cannot prune a model
-    consistently the run says where, never with a traceback."""
+def _heads_kept(dense: torch.nn.Linear, pruned: torch.nn.Linear, size: int) -> list[int]:
+    """Which of the dense projection's heads each block of `size` pruned output rows came from."""
+    heads = []
+    for block in pruned.weight.detach().split(size):
+        rows = [int((dense.weight == row).all(1).nonzero()[0]) for row in block[:, : dense.in_features]]
+        assert rows == list(range(rows[0], rows[0] + size))  # a head's rows, whole and in order
+        heads.append(rows[0] // size)
+    return heads
+
+
+def test_bert_loses_whole_heads_in_query_key_and_value_alike(bert):
+    spec, _ = bert
+    dense = models.load(spec).eval()
+    example = torch.randint(0, 50, (2, 12))
+    criterion = methods.get("l1-channel").criterion(dense, None, {})
+    pruned = structured.prune(dense, example, criterion, 0.3)
+    assert pruned.sparsity == pytest.approx(0.3, abs=structured.TOLERANCE)
+    for i in range(2):
+        name = f"bert.encoder.layer.{i}.attention.self"
+        before, after = dense.get_submodule(name), pruned.model.get_submodule(name)
+        assert after.num_attention_heads == pruned.heads[name] < 4
+        assert after.all_head_size == after.query.out_features == 8 * after.num_attention_heads
+        kept = [_heads_kept(getattr(before, p), getattr(after, p), 8) for p in ("query", "key", "value")]
+        assert kept[0] == kept[1] == kept[2]
+    # the hidden size (the embeddings' width) is kept; MLP channels go
+    assert pruned.model.bert.embeddings.word_embeddings.embedding_dim == 32
+    assert any(
+        pruned.model.get_submodule(f"bert.encoder.layer.{i}.intermediate.dense").out_features < 64
+        for i in range(2)
+    )
+    with torch.no_grad():
+        assert pruned.model(example).logits.shape == (2, 3)
+
+
+def test_gpt2_loses_mlp_channels_keeps_its_split_attention_and_exports_a_program(gpt2, tmp_path):
     spec, data = gpt2
-    bert_spec, text = bert
-    # Today neither is removed: say exactly where, in one line (the GPT-2 trace fails inside
-    # Torch-Pruning; BERT's attention keeps a fixed head size while its projections shrink).
-    with pytest.raises(UserError, match=r"^Torch-Pruning cannot trace this model \(TypeError"):
-        experiment.run(RunConfig(spec, "l1-channel", 0.3, data=data, latency=False))
-    with pytest.raises(UserError, match=r"the pruned model fails in bert\.encoder\.layer\.\d+\.attention"):
-        experiment.run(RunConfig(bert_spec, "l1-channel", 0.3, data=text, latency=False))
+    config = RunConfig(spec, "l1-channel", 0.3, data=data, latency=False, export=str(tmp_path / "out"))
+    result = experiment.run(config)
+    d = result.to_dict()
+    assert d["pruned"]["removed"] and d["sparsity"] == pytest.approx(0.3, abs=structured.TOLERANCE)
+    assert d["pruned"]["params"] < d["dense"]["params"] and d["pruned"]["metric"] > 1.0
+    skipped = {row["name"]: row for row in d["skipped_layers"]}
+    assert "split by position" in skipped["transformer.h.0.attn.c_attn"]["reason"]
+    assert "hidden size" in skipped["transformer.h.0.mlp.c_proj"]["reason"]
+    prep = experiment.prepare(config)
+    pruned = experiment.prune(prep, experiment.importance(prep), config).model.eval()
+    c_fc = [pruned.get_submodule(f"transformer.h.{i}.mlp.c_fc") for i in range(2)]
+    assert all(type(m).__name__ == "Conv1D" for m in c_fc)  # the source's layer type, put back
+    assert sum(m.weight.shape[1] for m in c_fc) < 2 * 128
+    assert pruned.lm_head.weight is pruned.transformer.wte.weight  # the tie survives
+    assert pruned.config.use_cache  # switched off only while Torch-Pruning traced
+    ids = prep.data.test.x[:4]
+    reloaded = torch.export.load(tmp_path / "out" / "model.pt2").module()
+    with torch.no_grad():
+        torch.testing.assert_close(logits(reloaded(ids)), pruned(ids).logits, atol=3e-6, rtol=0)
+
+
+def test_vit_loses_whole_heads(tmp_path):
+    vit = transformers.ViTConfig(
+        image_size=16, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, num_labels=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    dense = models.load(save(transformers.ViTForImageClassification(vit), tmp_path / "vit")).eval()
+    example = torch.randn(2, 3, 16, 16)
+    criterion = methods.get("l1-channel").criterion(dense, None, {})
+    pruned = structured.prune(dense, example, criterion, 0.4)
+    assert pruned.sparsity == pytest.approx(0.4, abs=structured.TOLERANCE)
+    assert pruned.heads and all(h < 4 for h in pruned.heads.values())
+    for name, heads in pruned.heads.items():
+        module = pruned.model.get_submodule(name)
+        assert module.num_attention_heads == heads and module.q_proj.out_features == heads * module.head_dim
+    with torch.no_grad():
+        assert pruned.model(example).logits.shape == (2, 2)

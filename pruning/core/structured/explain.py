@@ -26,6 +26,19 @@ def cause(exc: Exception) -> str:
     return f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
 
 
+class LayerFailure(UserError):
+    """Torch-Pruning failed on these layers: the search can keep them whole and prune the rest."""
+
+    def __init__(self, message: str, layers: Iterable[str], why: str):
+        super().__init__(message)
+        self.layers, self.why = tuple(layers), why
+
+    @property
+    def reason(self) -> str:
+        """Why a layer kept whole after this failure keeps its output channels."""
+        return f"Torch-Pruning could not remove its channels consistently ({self.why}), so it keeps them"
+
+
 def untraceable(exc: Exception) -> UserError:
     return UserError(f"Torch-Pruning cannot trace this model ({cause(exc)}); {UNSTRUCTURED_HINT}")
 
@@ -39,8 +52,10 @@ def explained(scoring: list[str]) -> Iterator[None]:
         raise
     except Exception as exc:
         where = f" at layer {scoring[-1]}" if scoring else ""
-        raise UserError(
-            f"Torch-Pruning cannot follow this architecture{where} ({cause(exc)}); {UNSTRUCTURED_HINT}"
+        raise LayerFailure(
+            f"Torch-Pruning cannot follow this architecture{where} ({cause(exc)}); {UNSTRUCTURED_HINT}",
+            scoring[-1:],
+            cause(exc),
         ) from exc
 
 
@@ -53,8 +68,8 @@ def group_name(graph: tp.DependencyGraph, group: Iterable) -> str:
     return internals.module_name(graph, steps[0].module, "?")
 
 
-def _failing_module(model: nn.Module, example: torch.Tensor) -> str:
-    """Run the model again with hooks: the innermost module that had not finished."""
+def _unfinished(model: nn.Module, example: torch.Tensor) -> list[str]:
+    """Run the model again with hooks: the modules that had not finished, outermost first."""
     entered, finished = [], set()
     hooks = []
     for name, module in model.named_modules():
@@ -68,19 +83,28 @@ def _failing_module(model: nn.Module, example: torch.Tensor) -> str:
     finally:
         for h in hooks:
             h.remove()
-    failing = [n for n in entered if n and n not in finished]
-    return failing[-1] if failing else "its own forward"
+    return [n for n in entered if n and n not in finished]
 
 
-def verify(model: nn.Module, example: torch.Tensor, shape: torch.Size) -> None:
-    """Refuse a pruned model that no longer runs, or whose output shape changed."""
+def verify(model: nn.Module, example: torch.Tensor, shape: torch.Size, layers: Iterable[str]) -> None:
+    """Refuse a pruned model that no longer runs, or whose output shape changed; a failure names
+    the prunable `layers` inside the module that failed."""
     try:  # one plain run; hooks to name the failing module only when it fails
         with torch.no_grad():
             got = logits(model.eval()(example)).shape
     except Exception as exc:
-        raise UserError(
+        unfinished = _unfinished(model, example)
+        failing = unfinished[-1] if unfinished else "its own forward"
+        inside: list[str] = []  # the layers of the innermost failing module that holds any
+        for module in reversed(unfinished):
+            inside = [n for n in layers if n.startswith(f"{module}.")]
+            if inside:
+                break
+        raise LayerFailure(
             f"Torch-Pruning could not prune this architecture consistently: the pruned model fails in "
-            f"{_failing_module(model, example)} ({cause(exc)}); {UNSTRUCTURED_HINT}"
+            f"{failing} ({cause(exc)}); {UNSTRUCTURED_HINT}",
+            inside,
+            f"the pruned model failed in {failing}: {cause(exc)}",
         ) from exc
     if got != shape:
         raise UserError(

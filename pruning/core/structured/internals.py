@@ -132,6 +132,12 @@ def output_channel_group(graph: tp.DependencyGraph, layer: nn.Module) -> list[Me
     return members(graph, graph.get_pruning_group(layer, pruner.prune_out_channels, [0]))
 
 
+def input_channel_group(graph: tp.DependencyGraph, layer: nn.Module) -> list[Member]:
+    """What removing `layer`'s first input channel would also remove."""
+    pruner = graph.get_pruner_of_module(layer)
+    return members(graph, graph.get_pruning_group(layer, pruner.prune_in_channels, [0]))
+
+
 def all_groups(graph: tp.DependencyGraph, ignored: list[nn.Module]) -> Iterator[list[Member]]:
     """Every channel group the pruner would form, rooted as it roots them."""
     for group in graph.get_all_groups(ignored_layers=ignored, root_module_types=ROOT_TYPES):

@@ -8,6 +8,7 @@ lose channels at all, with the reason shown to the user.
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +16,8 @@ import torch_pruning as tp
 from torch import nn
 
 from pruning.core import masks
-from pruning.core.structured import explain, internals
+from pruning.core.structured import attention, explain, hugging_face, internals
+from pruning.core.structured.attention import Attention
 from pruning.core.tasks import logits
 
 
@@ -24,22 +26,24 @@ class Layout:
     """What the dependency graph says about a model's prunable layers."""
 
     outputs: tuple[str, ...]  # layers whose output channels are the model's outputs
-    attention: dict[str, int]  # attention module name -> num_heads
+    attention: dict[str, Attention]  # attention modules whose heads can be removed, by name
+    kept: dict[str, str]  # layers whose output channels stay, besides `outputs` -> why
     skipped: list[dict]  # {"name", "keeps", "reason"} for layers that cannot lose channels
 
 
-def attention_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Modules in timm's attention convention: an int `num_heads` and a fused `qkv` Linear."""
-    return {
-        name: m
-        for name, m in model.named_modules()
-        if isinstance(getattr(m, "num_heads", None), int) and isinstance(getattr(m, "qkv", None), nn.Linear)
-    }
+HIDDEN_REASON = (
+    "its outputs are the model's hidden size, the width of an embedding, which structured removal keeps"
+)
+
+
+def embeddings(model: nn.Module) -> list[nn.Module]:
+    """The model's nn.Embedding modules: their width (a transformer's hidden size) is kept."""
+    return [m for m in model.modules() if isinstance(m, nn.Embedding)]
 
 
 def graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
     try:
-        with internals.quiet():
+        with internals.quiet(), hugging_face.without_cache(model):
             # a Hugging Face output (`.logits`) or a tuple: traced from the logits
             return tp.DependencyGraph().build_dependency(
                 model, example_inputs=example, output_transform=logits
@@ -48,14 +52,9 @@ def graph(model: nn.Module, example: torch.Tensor) -> tp.DependencyGraph:
         raise explain.untraceable(exc) from exc
 
 
-def _touches_output(graph: tp.DependencyGraph, layer: nn.Module, terminal: set) -> bool:
-    """Would removing one of `layer`'s output channels change a model output (a terminal module)?"""
-    return any(
-        step.outputs and step.module in terminal for step in internals.output_channel_group(graph, layer)
-    )
-
-
-def _skip_reason(traced: bool, output: bool, out_ok: bool, in_ok: bool) -> tuple[str, str] | None:
+def _skip_reason(
+    traced: bool, output: bool, out_ok: bool, in_ok: bool, kept: str | None, hidden_in: bool
+) -> tuple[str, str] | None:
     """(what the layer keeps, why) for a layer that cannot lose channels on both sides, else None."""
     if not traced:
         return "all", "the model's forward pass does not use it"
@@ -64,8 +63,15 @@ def _skip_reason(traced: bool, output: bool, out_ok: bool, in_ok: bool) -> tuple
         if in_ok:
             return "outputs", reason + ": only its input channels shrink"
         return "all", reason + " and its inputs are fixed"
+    if kept is not None:
+        return ("outputs", f"{kept}; only its input channels shrink") if in_ok else ("all", kept)
     if not out_ok and not in_ok:
         return "all", "Torch-Pruning found no channel group of it that can be removed"
+    if not in_ok and hidden_in:
+        return (
+            "inputs",
+            "its inputs are the model's hidden size, which is kept: only its output channels shrink",
+        )
     if not in_ok:
         return "inputs", "its inputs are fixed (the model's input features): only its output channels shrink"
     if not out_ok:
@@ -73,10 +79,19 @@ def _skip_reason(traced: bool, output: bool, out_ok: bool, in_ok: bool) -> tuple
     return None
 
 
-def analyse(model: nn.Module, example: torch.Tensor) -> Layout:
+def _reads_hidden(graph: tp.DependencyGraph, layer: nn.Module, widths: set) -> bool:
+    """Are `layer`'s inputs an embedding's width (they could shrink only with the embedding)?"""
+    if not widths or isinstance(layer, nn.MultiheadAttention):
+        return False
+    with internals.quiet():
+        return any(step.module in widths for step in internals.input_channel_group(graph, layer))
+
+
+def analyse(model: nn.Module, example: torch.Tensor, kept: Mapping[str, str] | None = None) -> Layout:
     """Output layers, attention modules and the layers that cannot lose channels, on a copy."""
     model = copy.deepcopy(model)
-    return read(graph(model, example), model)
+    hugging_face.as_linear(model)
+    return read(graph(model, example), model, kept or {})
 
 
 def module_of(layer: nn.Module | masks.Projection) -> nn.Module:
@@ -84,8 +99,9 @@ def module_of(layer: nn.Module | masks.Projection) -> nn.Module:
     return layer.owner if isinstance(layer, masks.Projection) else layer
 
 
-def read(graph: tp.DependencyGraph, model: nn.Module) -> Layout:
-    """The layout of `model` from its dependency graph (before anything is pruned)."""
+def read(graph: tp.DependencyGraph, model: nn.Module, kept: Mapping[str, str]) -> Layout:
+    """The layout of `model` from its dependency graph (before anything is pruned); `kept` are
+    layers whose output channels must stay (layer name -> why)."""
     layers = {n: module_of(layer) for n, layer in masks.prunable_layers(model).items()}
     names: dict[nn.Module, list[str]] = {}
     for name, module in layers.items():  # an attention module owns one to three projections
@@ -94,10 +110,23 @@ def read(graph: tp.DependencyGraph, model: nn.Module) -> Layout:
     inside = internals.used_inside(reached)  # pruned with the module that uses them
     traced = {n for n, m in layers.items() if m in reached or m in inside}
     terminal = internals.terminal_modules(graph)
-    outputs = tuple(n for n, m in layers.items() if m in reached and _touches_output(graph, m, terminal))
+    widths = set(embeddings(model))
+    heads, whole = attention.find(model)
+    kept = {**whole, **kept}
+    outputs, hidden = [], {}
+    for name, module in layers.items():
+        if module not in reached:
+            continue
+        group = internals.output_channel_group(graph, module)
+        if any(step.outputs and step.module in terminal for step in group):
+            outputs.append(name)
+        elif name not in kept and any(step.module in widths for step in group):
+            hidden[name] = HIDDEN_REASON
+    kept = {**kept, **hidden}
+    ignored = [layers[n] for n in (*outputs, *kept) if n in layers] + list(widths)
     out_ok, in_ok = set(), set()
     with internals.quiet():
-        for group in internals.all_groups(graph, ignored=[layers[n] for n in outputs]):
+        for group in internals.all_groups(graph, ignored=ignored):
             for step in group:
                 # a depthwise conv loses inputs and outputs at once: its channels are both
                 if step.outputs:
@@ -105,9 +134,11 @@ def read(graph: tp.DependencyGraph, model: nn.Module) -> Layout:
                 if step.inputs:
                     in_ok.update(names.get(step.module, ()))
     skipped = []
-    for name in layers:
-        kept = _skip_reason(name in traced, name in outputs, name in out_ok, name in in_ok)
-        if kept is not None:
-            skipped.append({"name": name, "keeps": kept[0], "reason": kept[1]})
-    heads = {n: m.num_heads for n, m in attention_modules(model).items()}
-    return Layout(outputs, heads, skipped)
+    for name, module in layers.items():
+        hidden_in = module in reached and name not in in_ok and _reads_hidden(graph, module, widths)
+        why = _skip_reason(
+            name in traced, name in outputs, name in out_ok, name in in_ok, kept.get(name), hidden_in
+        )
+        if why is not None:
+            skipped.append({"name": name, "keeps": why[0], "reason": why[1]})
+    return Layout(tuple(outputs), heads, {n: r for n, r in kept.items() if n in layers}, skipped)

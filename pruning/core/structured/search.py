@@ -19,13 +19,15 @@ from torch import nn
 
 from pruning.core import masks, measure
 from pruning.core.structured import explain
-from pruning.core.structured.layout import Layout, analyse, attention_modules
+from pruning.core.structured.layout import Layout, analyse
 from pruning.core.structured.trial import Plan, Trial
+from pruning.errors import UserError
 
 TOLERANCE = 0.02  # |achieved - target| allowed (DESIGN.md §2)
 MAX_RATIO = 0.99  # channel ratio upper bound of the search
 MAX_TRIALS = 24
 OVERRIDE_ROUNDS = 3
+RETRIES = 4  # rounds of keeping whole the layers Torch-Pruning failed on
 
 Point = tuple[float, float | None]  # (channel ratio, sparsity reached there, or None if unknown)
 
@@ -126,6 +128,11 @@ def check(model: nn.Module, example: torch.Tensor, overrides: Mapping[str, float
     _check_overrides(analyse(model, example), overrides)
 
 
+def _inputs(layer: nn.Module) -> int:
+    """A layer's input features (a transformers Conv1D stores its weight transposed)."""
+    return layer.weight.shape[0 if masks.transposed(layer) else 1]
+
+
 def _layer_sparsity(dense: Mapping[str, nn.Module], model: nn.Module, name: str) -> float:
     return 1.0 - masks.prunable_layers(model)[name].weight.numel() / dense[name].weight.numel()
 
@@ -146,7 +153,7 @@ def _held(
         if t.vanished or all(e <= TOLERANCE / 2 for e in errors):
             break
         for name, target in overrides.items():
-            kept_in = layers[name].weight.shape[1] / plan.dense_layers[name].weight.shape[1]
+            kept_in = _inputs(layers[name]) / _inputs(plan.dense_layers[name])
             ratios[name] = min(max(1.0 - (1.0 - target) / kept_in, 0.0), MAX_RATIO)
     return t
 
@@ -163,9 +170,10 @@ def _head_ratios(heads: Mapping[str, int], sparsity: float) -> list[float]:
 def _closest(plan: Plan, sparsity: float, overrides: Mapping[str, float], tol: float) -> tuple[Trial, float]:
     """The trial within `tol` of `sparsity` and its head ratio; UserError when there is none."""
     attention = plan.layout.attention
-    qkv = {f"{n}.qkv" for n in attention} | set(attention)
+    qkv = {p for a in attention.values() for p in a.projections} | set(attention)
+    heads = {n: a.heads for n, a in attention.items()} if plan.heads else {}
     best = blocked = None
-    for head_ratio in _head_ratios(attention if plan.heads else {}, sparsity):
+    for head_ratio in _head_ratios(heads, sparsity):
         ratios = {n: _u(s) for n, s in overrides.items()}  # warm-started per trial
         trial_at = functools.partial(_held, plan, head_ratio=head_ratio, overrides=overrides, ratios=ratios)
         start = plan.unpruned if not overrides and head_ratio == 0.0 else None
@@ -195,18 +203,48 @@ def prune(
     `importance` is a deterministic Torch-Pruning importance object; it scores the dense
     model once, and Taylor-style criteria read the gradients already stored in `model`.
     `scope="global"` ranks channels across layers, `"layer"` removes the same channel ratio
-    everywhere; `overrides` give layers their own weight sparsity. Raises UserError when the
-    target is out of reach or the pruned model breaks.
+    everywhere; `overrides` give layers their own weight sparsity. Where Torch-Pruning fails on
+    some layers, they keep their channels (listed in `skipped` with the failure) and the rest
+    is pruned. Raises UserError when the target is out of reach or the pruned model breaks.
     """
     overrides = dict(overrides or {})
-    plan = Plan(model, example, importance, scope, heads, overrides)
+    kept: dict[str, str] = {}
+    for attempt in range(RETRIES):
+        try:
+            return _prune(model, example, importance, sparsity, scope, overrides, heads, tol, kept)
+        except explain.LayerFailure as failure:
+            more = {n: failure.reason for n in failure.layers if n not in kept and n not in overrides}
+            if not more or attempt == RETRIES - 1:
+                raise
+            kept.update(more)
+        except UserError as exc:
+            if not kept:
+                raise
+            raise UserError(f"{exc} (Torch-Pruning failed on {', '.join(kept)}: kept whole)") from exc
+    raise AssertionError("unreachable: the last attempt returns or raises")
+
+
+def _prune(
+    model: nn.Module,
+    example: torch.Tensor,
+    importance: Callable,
+    sparsity: float,
+    scope: str,
+    overrides: dict[str, float],
+    heads: bool,
+    tol: float,
+    kept: Mapping[str, str],
+) -> Pruned:
+    plan = Plan(model, example, importance, scope, heads, overrides, kept)
     _check_overrides(plan.layout, overrides)
     best, head_ratio = _closest(plan, sparsity, overrides, tol)
     pruned = plan.apply(best)
-    explain.verify(pruned, example, plan.shape)
+    explain.verify(pruned, example, plan.shape, plan.dense_layers)
     dense, layers = plan.dense_layers, masks.prunable_layers(pruned)
     reached = best.sparsity  # exact when every layer has the shape the trial foresaw; else count again
-    if any(layers[n].weight.shape != m.weight.shape for n, m in masks.prunable_layers(best.model).items()):
+    if any(
+        layers[n].weight.numel() != m.weight.numel() for n, m in masks.prunable_layers(best.model).items()
+    ):
         reached = measure.sparsity(dense, layers)
         if abs(reached - sparsity) > tol:
             raise explain.unreached(sparsity, reached, None, bool(overrides))
@@ -216,7 +254,7 @@ def prune(
         reached,
         best.ratio,
         head_ratio if heads and attention else None,
-        {n: m.num_heads for n, m in attention_modules(pruned).items() if n in attention},
+        {n: a.heads for n, a in attention.items()},
         plan.layout.skipped,
         plan.trials,
         {n: {"target": t, "sparsity": _layer_sparsity(dense, pruned, n)} for n, t in overrides.items()},

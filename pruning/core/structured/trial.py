@@ -25,7 +25,7 @@ import torch_pruning as tp
 from torch import nn
 
 from pruning.core import masks
-from pruning.core.structured import explain, internals, layout
+from pruning.core.structured import attention, explain, hugging_face, internals, layout
 from pruning.core.structured.layout import Layout
 from pruning.core.tasks import logits
 
@@ -64,6 +64,7 @@ class Plan:
         scope: str,
         heads: bool,
         overridden: Iterable[str],
+        kept: Mapping[str, str] | None = None,
     ):
         self.dense_layers = masks.prunable_layers(model)
         nonzero = {n: int(torch.count_nonzero(m.weight)) for n, m in self.dense_layers.items()}
@@ -74,9 +75,10 @@ class Plan:
             source = model.get_parameter(name)
             if source.grad is not None:
                 p.grad = source.grad.detach().clone()
+        self.swapped = hugging_face.as_linear(self.work)  # Torch-Pruning knows nn.Linear, not Conv1D
         # the module Torch-Pruning prunes for each prunable layer (an attention projection: its owner)
         self.targets = {n: layout.module_of(m) for n, m in masks.prunable_layers(self.work).items()}
-        self.attention = layout.attention_modules(self.work)
+        self.attention, _ = attention.find(self.work)
         self.heads = heads
         self.trials = 0
         self.refused: list[str] = []  # groups the last step refused: they would empty a layer
@@ -84,8 +86,9 @@ class Plan:
         self.pruner, self.shape = self._pruner(example, importance, scope, heads, overridden)
         graph = internals.dependency_graph(self.pruner)
         internals.hold_offsets(graph)  # nothing is pruned before `apply`
-        self.layout: Layout = layout.read(graph, self.work)
-        internals.ignore(self.pruner, [self.targets[n] for n in self.layout.outputs])
+        self.layout: Layout = layout.read(graph, self.work, kept or {})
+        kept_whole = [self.targets[n] for n in (*self.layout.outputs, *self.layout.kept)]
+        internals.ignore(self.pruner, kept_whole + layout.embeddings(self.work))
         name = functools.partial(explain.group_name, graph)
         internals.record_refused_groups(self.pruner, lambda g: self.refused.append(name(g)))
         internals.score_once(self.pruner, lambda g: self.scoring.append(name(g)))
@@ -105,10 +108,10 @@ class Plan:
                 seen.append(logits(out).shape)
 
         hook = self.work.register_forward_hook(output_shape)
-        num_heads = {m.qkv: m.num_heads for m in self.attention.values()}
+        num_heads = {p: a.heads for a in self.attention.values() for p in a.projections.values()}
         self.prunes_heads = heads and bool(num_heads)
         try:
-            with internals.quiet():
+            with internals.quiet(), hugging_face.without_cache(self.work):
                 pruner = tp.pruner.BasePruner(
                     self.work,
                     example,
@@ -180,7 +183,7 @@ class Plan:
         layers = masks.prunable_layers(model)
         vanished = list(self.refused)
         vanished += [n for n, m in layers.items() if m.weight.numel() == 0]
-        vanished += [n for n, m in self.attention.items() if heads.get(m.qkv, 1) < 1]
+        vanished += [n for n, a in self.attention.items() if heads.get(a.first, 1) < 1]
         reached = sparsity(self.dense_layers, layers)
         return Trial(model, ratio, head_ratio, dict(layer_ratios), reached, vanished)
 
@@ -191,6 +194,7 @@ class Plan:
             self._aim(trial.ratio, trial.head_ratio, trial.layer_ratios)
             self.pruner.step()
         for module in self.attention.values():
-            module.num_heads = internals.heads_left(self.pruner, module.qkv)
+            module.follow(internals.heads_left(self.pruner, module.first))
+        hugging_face.as_conv1d(self.work, self.swapped)
         self.work.zero_grad(set_to_none=True)  # the copied gradients were only there to score channels
         return self.work
