@@ -27,6 +27,8 @@ from torch import nn
 
 from pruning.core import hf, measure
 from pruning.core import methods as registry
+from pruning.core.structured.hugging_face import without_cache
+from pruning.core.tasks import logits
 from pruning.errors import UserError
 from pruning.runs import snippet
 from pruning.runs.config import RunConfig
@@ -72,20 +74,41 @@ def _batch_example(example: torch.Tensor) -> torch.Tensor:
     return rows if len(rows) == 2 else rows.repeat(2, *[1] * (rows.dim() - 1))
 
 
+class _Logits(nn.Module):
+    """The model with its output read as logits: a program returns a tensor, not a Hugging Face
+    output (whose key/value cache no exporter can write)."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return logits(self.model(x))
+
+
+def _exportable(model: nn.Module) -> tuple[nn.Module, contextlib.AbstractContextManager]:
+    """What the exporters trace: the model itself, or its logits with the cache off (Hugging Face)."""
+    if hasattr(model, "config"):
+        return _Logits(model).eval(), without_cache(model)
+    return model.eval(), contextlib.nullcontext()
+
+
 def save_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     """A `torch.export` program with a dynamic batch size: `torch.export.load(path).module()(x)`."""
     x = _batch_example(example)
-    with _exporters_quiet():
-        program = torch.export.export(model.eval(), (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
+    traced, context = _exportable(model)
+    with _exporters_quiet(), context:
+        program = torch.export.export(traced, (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     torch.export.save(program, path)
 
 
 def save_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     """An ONNX model (torch's dynamo exporter, offline) with a dynamic batch size."""
     x = _batch_example(example)
-    with _exporters_quiet():
+    traced, context = _exportable(model)
+    with _exporters_quiet(), context:
         onnx_program = torch.onnx.export(
-            model.eval(), (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim.AUTO},), verbose=False
+            traced, (x,), dynamo=True, dynamic_shapes=({0: torch.export.Dim.AUTO},), verbose=False
         )
         onnx_program.save(str(path))
 
@@ -170,7 +193,9 @@ def _write_model(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """Write the model files into `folder`: ({key: file name}, {key: why a program format failed})."""
     names = {"weights": "model.safetensors"}
-    if hugging_face:
+    # A Hugging Face model whose structure was removed no longer matches any config (each layer
+    # keeps its own sizes): its weights keep their keys and model.pt2 is the model to load.
+    if hugging_face and not removed:
         hf.save(model, folder)
         names["config"] = "config.json"
     else:
@@ -198,7 +223,8 @@ def save_model(
 ) -> dict:
     """Write model.safetensors and (if removed) model.pt2 and model.onnx; returns their paths.
     A model that came from a Hugging Face directory is saved as one (`save_pretrained`: config.json
-    and model.safetensors, which `from_pretrained` loads).
+    and model.safetensors, which `from_pretrained` loads), unless its structure was removed: no
+    config describes layers that each kept their own sizes, so model.pt2 is the model to load.
 
     A program format that fails (an op the exporter cannot handle) is reported under
     `errors` instead of failing the run: the weights are still written.
