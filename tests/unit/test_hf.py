@@ -53,6 +53,46 @@ def bert(tmp_path_factory) -> tuple[str, str]:
     return spec, str(data)
 
 
+@pytest.fixture(scope="module")
+def vit(tmp_path_factory) -> tuple[str, str]:
+    """A 2-layer ViT classifier (q/k/v projections, 4 heads) and random 16x16 images."""
+    root = tmp_path_factory.mktemp("vit")
+    torch.manual_seed(0)
+    config = transformers.ViTConfig(
+        image_size=16, patch_size=8, num_channels=3, hidden_size=32, num_hidden_layers=2,
+        num_attention_heads=4, intermediate_size=64, num_labels=2,
+    )  # fmt: skip
+    spec = save(transformers.ViTForImageClassification(config), root / "model")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(24, 3, 16, 16)).astype(np.float32), rng.integers(0, 2, size=24)
+    np.savez(root / "images.npz", x_train=x[:16], y_train=y[:16], x_test=x[16:], y_test=y[16:])
+    return spec, str(root / "images.npz")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "bert", "vit"])
+@pytest.mark.parametrize("method", ["magnitude", "nm", "l1-channel"])
+def test_every_weight_matrix_counts_once_and_the_export_reloads_with_the_same_logits(
+    family, method, request, tmp_path
+):
+    spec, data = request.getfixturevalue(family)
+    config = RunConfig(spec, method, 0.4, data=data, latency=False, export=str(tmp_path))
+    result = experiment.run(config)
+    dense = models.load(spec)
+    layers = masks.prunable_layers(dense)
+    assert sorted(r["name"] for r in result.layers) == sorted(layers)  # each matrix once, tied ones too
+    if method != "nm":
+        assert result.sparsity == pytest.approx(0.4, abs=structured.TOLERANCE)
+    prep = experiment.prepare(config)
+    pruned = experiment.prune(prep, experiment.importance(prep), config).model.eval()
+    if result.removed:  # layers kept their own sizes: the torch.export program is the model
+        reloaded = torch.export.load(tmp_path / "model.pt2").module()
+    else:  # the same architecture: a Hugging Face directory that from_pretrained loads
+        reloaded = type(dense).from_pretrained(tmp_path).eval()
+    x = prep.data.test.x[:4]
+    with torch.no_grad():
+        torch.testing.assert_close(logits(reloaded(x)), pruned(x).logits, atol=3e-6, rtol=0)
+
+
 def test_gpt2_prunes_every_weight_matrix_once_and_reports_perplexity(gpt2, tmp_path):
     spec, data = gpt2
     model = models.load(spec)
