@@ -33,8 +33,8 @@ HEADS = Param(
     "heads",
     "bool",
     True,
-    "attention layers (a fused qkv Linear with num_heads): remove whole heads (on) or shrink every "
-    "head (off); no effect on models without attention",
+    "attention layers (timm's fused qkv, transformers' query/key/value or q/k/v_proj): remove whole "
+    "heads (on) or shrink every head (off); no effect on models without attention",
 )
 
 
