@@ -45,11 +45,17 @@ def device_of(model: nn.Module) -> torch.device:
 
 def logits(output) -> torch.Tensor:
     """A model's output as a tensor: `.logits` of a Hugging Face output, the first of a tuple."""
+    out = output
     if hasattr(output, "logits"):
-        return output.logits
-    if isinstance(output, (tuple, list)):
-        return output[0]
-    return output
+        out = output.logits
+    elif isinstance(output, (tuple, list)) and output:
+        out = output[0]
+    if not isinstance(out, torch.Tensor):
+        raise UserError(
+            f"the model's forward returned a {type(output).__name__}, which holds no outputs tensor; return "
+            "a tensor (or a tuple whose first item is one, or an object with .logits)"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -100,11 +106,14 @@ class Task:
         per_class = (per_hits / per_count.clamp(min=1)).tolist() if num_classes else []
         return Evaluation(accuracy, accuracy, per_class)
 
-    def check(self, output, y: torch.Tensor, num_classes: int, what: str) -> None:
-        """Refuse outputs that cannot be read as this task's predictions for targets `y` (a batch)."""
+    def check(self, output, y: torch.Tensor, num_classes: int, what: str, labels: int = 0) -> None:
+        """Refuse outputs that cannot be read as this task's predictions for targets `y` (a batch);
+        `labels`: 1 + the largest target id in the data (lm: the vocabulary it needs)."""
         out = logits(output)
         problem = None
-        if self.name == "classification":
+        if not out.is_floating_point():
+            problem = f"the outputs are {out.dtype}, not floats"
+        elif self.name == "classification":
             if y.dim() != 1 or out.dim() != 2:
                 problem = "classification needs outputs (batch, classes) and one label per sample"
             elif out.shape[1] < num_classes:
@@ -112,6 +121,10 @@ class Task:
         elif self.name == "lm":
             if y.dim() < 2 or out.dim() != y.dim() + 1 or out.shape[:-1] != y.shape:
                 problem = "lm needs token ids in, (batch, positions, vocabulary) out, next ids as targets"
+            elif out.shape[-1] < labels:
+                problem = (
+                    f"the model has a vocabulary of {out.shape[-1]} but the targets go up to id {labels - 1}"
+                )
         elif out[0].numel() != y[0].numel():
             problem = f"regression needs one output per target value ({y[0].numel()})"
         if problem:

@@ -11,6 +11,7 @@ from torch import nn
 from pruning.core.data import Split
 from pruning.core.progress import Progress
 from pruning.core.tasks import CLASSIFICATION, Task, device_of
+from pruning.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,17 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> None:
     with torch.no_grad():
         for name, mask in masks.items():
             params[name].mul_(mask)
+
+
+def _check_finite(model: nn.Module, step: int, epoch: int) -> None:
+    """A step that left a weight NaN or infinite fails the run here: its exported model would be all
+    NaN, and NaN counts as non-zero in every sparsity figure."""
+    for name, param in model.named_parameters():
+        if not torch.isfinite(param).all():
+            raise UserError(
+                f"fine-tuning diverged: weight {name} became NaN or infinite at step {step} "
+                f"(epoch {epoch + 1}); lower the learning rate or check the training data"
+            )
 
 
 def fit(
@@ -51,15 +63,24 @@ def fit(
     )
     model.train()
     device = device_of(model)
+    step = 0
     for epoch in range(epochs):
         for x, y in loader:
             x, y = x.to(device), y.to(device)
+            step += 1
             optimizer.zero_grad(set_to_none=True)
-            task.loss(model(x), y).backward()
+            loss = task.loss(model(x), y)
+            if not torch.isfinite(loss):
+                raise UserError(
+                    f"fine-tuning diverged: the loss is {loss.item()} at step {step} (epoch {epoch + 1}); "
+                    "lower the learning rate or check the training data"
+                )
+            loss.backward()
             optimizer.step()
             scheduler.step()
             if masks:
                 apply_masks(model, masks)
+            _check_finite(model, step, epoch)
         if progress:
             progress((epoch + 1) / epochs, f"epoch {epoch + 1}/{epochs}")
     model.eval()

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from pruning.core import data as datasets
-from pruning.core import lab, measure, methods, models
+from pruning.core import lab, measure, methods, models, tasks
 from pruning.core import masks as masking
 from pruning.core.progress import Progress
 from pruning.core.tasks import Evaluation
@@ -85,16 +85,44 @@ def load(config: RunConfig) -> Loaded:
     data = datasets.with_task(datasets.load(dataset_spec), config.task or lab.model_task(config.model))
     model = model.to(device)
     layers = masking.prunable_layers(model)
-    example, targets = (t.to(device) for t in data.test.head(config.batch_size))
-    try:
-        with torch.no_grad():
-            output = model(example[:2])
-    except Exception as exc:
-        raise UserError(
-            f"the model cannot run on dataset '{dataset_spec}': {type(exc).__name__}: {exc}"
-        ) from exc
-    data.task.check(output, targets[:2], data.num_classes, f"dataset '{dataset_spec}'")
+    example = data.test.head(config.batch_size)[0].to(device)
+    dry_run(model, data, f"dataset '{dataset_spec}'")
     return Loaded(config, model, data, method, options, layers, example)
+
+
+def dry_run(model: nn.Module, data: datasets.Data, what: str) -> None:
+    """What a run does to the model, on two samples of each split: a forward pass whose outputs must
+    fit the task and be finite, and a backward pass of the training loss (fine-tuning, gradient
+    criteria). The model is left as it was (eval mode, no gradients)."""
+    device, task = tasks.device_of(model), data.task
+    for split_name, split in (("test", data.test), ("train", data.train)):
+        x, y = (t.to(device) for t in split.head(2))
+        where = f"the {split_name} split of {what}"
+        try:
+            with torch.no_grad():
+                output = model(x)
+        except Exception as exc:
+            raise UserError(f"the model cannot run on {where}: {_first_line(exc)}") from exc
+        task.check(output, y, data.num_classes, where, labels=data.labels)
+        if not torch.isfinite(tasks.logits(output)).all():
+            raise UserError(
+                f"the model outputs NaN or infinite values on {where}; check its weights and forward"
+            )
+    if not any(p.requires_grad for p in model.parameters()):
+        return  # nothing to train: methods and schedules that need gradients refuse it themselves
+    try:
+        loss = task.loss(model(x), y)
+        loss.backward()
+    except Exception as exc:
+        raise UserError(f"the model cannot be trained on {where}: {_first_line(exc)}") from exc
+    finally:
+        model.zero_grad(set_to_none=True)
+    if not torch.isfinite(loss):
+        raise UserError(f"the training loss on {where} is {loss.item()}; check the data and the model")
+
+
+def _first_line(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0]
 
 
 def prepare(config: RunConfig, loaded: Loaded | None = None) -> Prepared:
@@ -138,3 +166,10 @@ def finetune(prep: Loaded, work: nn.Module, config: RunConfig, keep: dict, progr
         progress=progress,
         task=prep.data.task,
     )
+    with torch.no_grad():
+        out = tasks.logits(work(prep.example[:2]))
+    if not torch.isfinite(out).all():
+        raise UserError(
+            "after fine-tuning the model outputs NaN or infinite values on the test split; "
+            "fine-tune fewer epochs or check the data"
+        )

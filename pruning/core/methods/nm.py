@@ -68,6 +68,18 @@ class NM(Method):
     def fixed_sparsity(self, options: Mapping[str, Any]) -> float:
         return 1.0 - options["n"] / options["m"]
 
+    def check(self, model, example, target: Target, options) -> None:
+        # The pattern fixes the sparsity: a run asking for another one would record a target it
+        # cannot reach (sweeps and the dashboard ask for `target_sparsity`, which is this one).
+        fixed = self.fixed_sparsity(options)
+        if abs(target.sparsity - fixed) > 1e-6 or target.overrides:
+            n, m = options["n"], options["m"]
+            raise UserError(
+                f"N:M {n}:{m} prunes exactly {fixed:g} of every layer that fits the pattern, so it cannot "
+                f"aim for sparsity {target.sparsity:g}{' or per-layer levels' if target.overrides else ''}: "
+                f"pass --sparsity {fixed:g}, or other n and m (--option n=N --option m=M)"
+            )
+
     def select(self, scores, target: Target, options) -> dict[str, torch.Tensor]:
         return select_nm(scores, options["n"], options["m"])
 
