@@ -263,8 +263,17 @@ def doctor(args: Namespace) -> None:
 def report(args: Namespace) -> None:
     from pruning.present import report as html_report  # plotly is only needed here
 
+    out = Path(args.out)
+    if out.is_dir():
+        raise UserError(f"--out '{out}' is a folder; give the report a file name, e.g. {out / 'report.html'}")
     store = Store(args.store)
-    html_report.write([_record(store, i) for i in args.run_ids], args.out)
+    records = [_record(store, i) for i in args.run_ids]
+    try:
+        html_report.write(records, out)
+    except OSError as exc:
+        raise UserError(
+            f"could not write the report to '{out}' ({exc.strerror or exc}); choose another --out"
+        ) from exc
     output.say(args.out)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -33,8 +34,14 @@ def own_stdout() -> Iterator[None]:
 
 
 def say(*parts: Any, end: str = "\n") -> None:
-    """A line of the command's own output, on standard output."""
-    print(*parts, end=end, file=_stdout, flush=True)
+    """A line of the command's own output, on standard output. When the reader has gone (`runs | head`),
+    the command stops quietly, as `head` expects, instead of with a BrokenPipeError traceback."""
+    try:
+        print(*parts, end=end, file=_stdout, flush=True)
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no flush error at exit either
+            os.dup2(os.open(os.devnull, os.O_WRONLY), _stdout.fileno())
+        raise SystemExit(0) from None
 
 
 class ProgressBar:
