@@ -97,7 +97,7 @@ def dry_run(model: nn.Module, data: datasets.Data, what: str) -> None:
     device, task = tasks.device_of(model), data.task
     for split_name, split in (("test", data.test), ("train", data.train)):
         x, y = (t.to(device) for t in split.head(2))
-        where = f"the {split_name} split of {what}"
+        where = what if split_name == "test" else f"the training split of {what}"
         try:
             with torch.no_grad():
                 output = model(x)
@@ -139,7 +139,7 @@ def prepare(config: RunConfig, loaded: Loaded | None = None) -> Prepared:
         params=measure.params(model),
         nonzero_params=measure.nonzero_params(model),
         flops=total,
-        size_bytes=len(measure.state_bytes(model)),
+        size_bytes=measure.state_size(model),
     )
     fields = {f.name: getattr(loaded, f.name) for f in dataclasses.fields(Loaded)}
     return Prepared(**fields, flops=total, layer_flops=per_layer, dense=dense)
