@@ -150,3 +150,27 @@ def test_the_password_opens_the_page_asked_for(seeded, monkeypatch) -> None:
     labels = [b.label for b in at.get("download_button")]
     assert "Download pruned model (safetensors)" in labels and "Download CSV" in labels
     assert shown(exported.id) in texts(at)
+
+
+@pytest.mark.parametrize("password, warned", [(None, True), ("pw", False)])
+def test_serving_beyond_localhost_without_a_password_warns(app, empty, monkeypatch, password, warned) -> None:
+    import streamlit
+
+    real = streamlit.get_option
+    monkeypatch.setattr(
+        streamlit, "get_option", lambda key: "0.0.0.0" if key == "server.address" else real(key)
+    )
+    if password:
+        monkeypatch.setenv("PRUNING_LAB_PASSWORD", password)
+        at = gated()
+        at.text_input(key="sign_in_password").set_value(password)
+        next(b for b in at.button if b.label == "Sign in").click().run()
+    else:
+        at = app()
+    assert at.title[0].value == "Prune"
+    warnings = [shown(w.value) for w in at.sidebar.warning]
+    assert any("Served beyond this machine without a password" in w for w in warnings) is warned
+
+
+def test_on_localhost_there_is_no_warning(app, empty) -> None:
+    assert not app().sidebar.warning
