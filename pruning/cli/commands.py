@@ -13,7 +13,7 @@ from pruning.core import lab
 from pruning.core import methods as registry
 from pruning.core import models as sources
 from pruning.errors import UserError
-from pruning.runs import export, submit
+from pruning.runs import cluster, export, submit
 from pruning.runs import sensitivity as analysis
 from pruning.runs.config import RunConfig, parse_layer_sparsity
 from pruning.runs.result import RunResult
@@ -108,7 +108,7 @@ def _execute(args: Namespace, configs: list[RunConfig]) -> list[RunRecord]:
     try:
         ids = submit.submit(
             args.store, configs, args.executor, args.workers, echo=bar, debug=args.debug,
-            overwrite=args.overwrite, limit=args.time_limit,
+            overwrite=args.overwrite, limit=args.time_limit, ray=_ray_settings(args),
         )  # fmt: skip
         return submit.wait(Store(args.store), ids, bar)
     except KeyboardInterrupt:  # inline runs were cancelled where they ran; workers are asked here
@@ -118,6 +118,14 @@ def _execute(args: Namespace, configs: list[RunConfig]) -> list[RunRecord]:
         raise UserError("interrupted: the runs were asked to stop (see `python -m pruning runs`)") from None
     finally:
         bar.close()
+
+
+def _ray_settings(args: Namespace) -> cluster.Settings:
+    """Where `--executor ray` runs; the Ray options are refused with any other executor."""
+    settings = cluster.Settings(args.ray_address, args.cpus_per_run, args.gpus_per_run)
+    if args.executor != "ray" and settings != cluster.Settings():
+        raise UserError("--ray-address, --cpus-per-run and --gpus-per-run need --executor ray")
+    return settings
 
 
 def _emit(args: Namespace, records: list[RunRecord], many: bool) -> None:

@@ -81,6 +81,9 @@ def _runner(source: argparse.ArgumentParser) -> argparse.ArgumentParser:
     runner.add_argument("--export")
     runner.add_argument("--overwrite", action="store_true", help="let --export replace a folder's files")
     runner.add_argument("--time-limit", type=float, metavar="SECONDS", help="stop a run that takes longer")
+    runner.add_argument("--ray-address", help="--executor ray: auto, ray://HOST:PORT (default: a local Ray)")
+    runner.add_argument("--cpus-per-run", type=float, default=1.0, help="--executor ray: CPUs of each task")
+    runner.add_argument("--gpus-per-run", type=float, default=0.0, help="--executor ray: GPUs of each task")
     return runner
 
 
@@ -103,7 +106,8 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--recipe", metavar="FILE", help=recipe_help)
     run.add_argument("--method")
     run.add_argument("--sparsity")
-    run.set_defaults(func=commands.run, executor="inline", workers=1)
+    run.add_argument("--executor", default="inline", choices=list(EXECUTORS))
+    run.set_defaults(func=commands.run, workers=1)
     sweep = sub.add_parser("sweep", parents=[runner], help="methods x sparsity levels")
     sweep.add_argument("--methods", required=True)
     sweep.add_argument("--sparsities", required=True)

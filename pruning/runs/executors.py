@@ -1,4 +1,5 @@
-"""Where jobs execute: here (`inline`), or in detached worker processes (`process`).
+"""Where jobs execute: here (`inline`), in detached worker processes (`process`), or as Ray tasks
+(`ray`, coordinated by `cluster`).
 
 A job is a row of the store: a pruning run, or a sensitivity analysis. Whoever executes
 it records status, progress and a heartbeat (for its queued jobs too); a cancel request in
@@ -31,8 +32,8 @@ from pruning.runs.config import RunConfig
 from pruning.runs.prepared import Loaded, prepare
 from pruning.runs.store import RunRecord, Store
 
-Executor = Literal["inline", "process"]
-EXECUTORS: tuple[str, ...] = ("inline", "process")
+Executor = Literal["inline", "process", "ray"]
+EXECUTORS: tuple[str, ...] = ("inline", "process", "ray")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 HEARTBEAT_SECONDS = 5.0
 Echo = Callable[[str, float, str], None]  # (job id, fraction, message): a live view of progress
@@ -192,13 +193,22 @@ def _run_job(store: Store, job_id: str, beat: _Heartbeat, debug: bool, job, echo
         store.let_go(job_id)
 
 
-def spawn(store: Store, jobs: Mapping[str, RunConfig], workers: int = 1) -> list[subprocess.Popen]:
+def spawn(
+    store: Store,
+    jobs: Mapping[str, RunConfig],
+    workers: int = 1,
+    entry: str = "pruning.runs.worker",
+    args: Sequence[str] = (),
+    together: bool = False,
+) -> list[subprocess.Popen]:
     """Start detached worker processes for queued jobs (they outlive this process, e.g. a Streamlit
     rerun); jobs of one run group share a worker. Each worker finds its jobs in the store under its
-    name, however many there are; jobs whose worker cannot start fail with the reason."""
+    name, however many there are; jobs whose worker cannot start fail with the reason. `entry` and
+    `args`: the module the workers run and its options; `together`: one worker takes every job (the
+    Ray coordinator)."""
     by_key: dict[tuple, list[str]] = {}
     for job_id, config in jobs.items():
-        by_key.setdefault(experiment.group_key(config), []).append(job_id)
+        by_key.setdefault(() if together else experiment.group_key(config), []).append(job_id)
     shares: list[list[str]] = [[] for _ in range(max(1, min(workers, len(by_key))))]
     for n, ids in enumerate(by_key.values()):
         shares[n % len(shares)].extend(ids)
@@ -212,7 +222,7 @@ def spawn(store: Store, jobs: Mapping[str, RunConfig], workers: int = 1) -> list
     for share in shares:
         name = f"worker-{secrets.token_hex(8)}"
         store.hand_to(share, name)
-        command = [sys.executable, "-m", "pruning.runs.worker", "--store", str(store.root), "--worker", name]
+        command = [sys.executable, "-m", entry, "--store", str(store.root), "--worker", name, *args]
         try:
             with open(store.artifacts(share[0]) / "worker.log", "ab") as log:
                 proc = subprocess.Popen(

@@ -4,7 +4,8 @@
 model and data the way a run does), records the jobs with their ids (so a run can
 export into its own artifacts folder and write every file once), and hands them to an
 executor: `inline` runs them here and returns when they are done, `process` starts
-detached workers and returns at once (see `wait`). Sensitivity analyses are jobs too.
+detached workers and returns at once (see `wait`), `ray` makes each run a Ray task (see `cluster`),
+coordinated here or, `detach`ed, by a process of its own. Sensitivity analyses are jobs too.
 
 The jobs are recorded in one transaction (all or none), owned by this process until a worker
 adopts them, so a submitter or worker that dies leaves nothing waiting for ever (`Store.reap`).
@@ -21,7 +22,7 @@ from typing import Any
 
 from pruning.core import methods
 from pruning.errors import UserError
-from pruning.runs import executors, experiment, export, sensitivity
+from pruning.runs import cluster, executors, experiment, export, sensitivity
 from pruning.runs.config import RunConfig
 from pruning.runs.executors import Echo, Executor
 from pruning.runs.prepared import Loaded, load
@@ -97,23 +98,35 @@ def submit(
     debug: bool = False,
     overwrite: bool = False,
     limit: float | None = None,
+    ray: cluster.Settings | None = None,
+    detach: bool = False,
 ) -> list[str]:
     """Validate, record each config as a queued run and execute or hand them over; returns the ids.
     `store` may be a path: it is opened (created) only after every config passed validation.
     `artifacts`: each run exports its pruned model into its own artifacts folder (the dashboard's
     downloads). `overwrite`: an export may replace the files of a folder that is not empty.
-    `limit`: seconds each run may take (default: `time_limit()`)."""
+    `limit`: seconds each run may take (default: `time_limit()`). `ray`: where and how the `ray`
+    executor runs them; `detach`: its coordinator is a process of its own (the dashboard's way)."""
     if executor not in executors.EXECUTORS:
         raise UserError(f"executor must be one of {', '.join(executors.EXECUTORS)}, got '{executor}'")
+    ray = ray or cluster.Settings()
+    if executor == "ray":
+        ray.check()
     limit = time_limit(limit)
     loaded = validate(configs, overwrite)
+    if executor == "ray":  # a cluster that cannot be reached is refused before anything is stored
+        cluster.probe(ray) if detach else cluster.connect(ray)
     store = _opened(store)
     ids = [new_run_id() for _ in configs]
     if artifacts:
         configs = [c.replace(export=str(store.artifacts(i).resolve())) for i, c in zip(ids, configs)]
     sweep_id = f"sweep-{time.time_ns()}" if len(configs) > 1 else None
     store.create_runs([(i, c.to_dict()) for i, c in zip(ids, configs)], sweep_id, time_limit=limit)
-    _hand_over(store, dict(zip(ids, configs)), executor, workers, echo, debug, loaded)
+    jobs = dict(zip(ids, configs))
+    if executor == "ray":
+        cluster.spawn(store, jobs, ray) if detach else cluster.execute(store, ids, ray, echo, debug)
+    else:
+        _hand_over(store, jobs, executor, workers, echo, debug, loaded)
     return ids
 
 
