@@ -127,15 +127,14 @@ with left:
 
     st.subheader("Launch in the background")
     quota = limits.Limits.from_env()
-    a, b, c = st.columns(3)
-    epochs = a.number_input(
-        "Fine-tune epochs", 0, None, 2, key="epochs", help=f"at most {quota.epochs} per run"
+    st.caption(
+        f"One launch queues at most {quota.runs} runs (a sweep: methods x levels, at most {quota.levels} "
+        f"levels), each with at most {quota.epochs} fine-tune epochs and {quota.steps} steps."
     )
+    a, b, c = st.columns(3)
+    epochs = a.number_input("Fine-tune epochs", 0, None, 2, key="epochs")
     schedule = b.selectbox("Schedule", SCHEDULES, key="schedule", help="iterative / lottery prune in steps")
-    steps = c.number_input(
-        "Steps", 1, None, 1 if schedule == "oneshot" else 5, key=f"steps-{schedule}",
-        help=f"at most {quota.steps} per run",
-    )  # fmt: skip
+    steps = c.number_input("Steps", 1, None, 1 if schedule == "oneshot" else 5, key=f"steps-{schedule}")
     latency = st.checkbox("Measure latency (dense vs pruned, interleaved)", True, key="latency")
     run_tab, sweep_tab = st.tabs(["Full run", "Sweep"])
     with run_tab:
@@ -147,10 +146,7 @@ with left:
             ui.launch([full.replace(latency=latency)])
     with sweep_tab:
         chosen = st.multiselect("Methods", ids, default=[method.id], key="sweep_methods")
-        levels_text = st.text_input(
-            "Sparsity levels", "0.5, 0.7, 0.8, 0.9, 0.95", key="sweep_levels",
-            help=f"at most {quota.levels} levels; a sweep queues methods x levels runs, at most {quota.runs}",
-        )  # fmt: skip
+        levels_text = st.text_input("Sparsity levels", "0.5, 0.7, 0.8, 0.9, 0.95", key="sweep_levels")
         workers = st.number_input("Worker processes", 1, os.cpu_count() or 1, 1, key="sweep_workers")
         if st.button("Launch sweep", disabled=base is None):
             try:
