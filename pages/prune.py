@@ -17,7 +17,7 @@ from pages.shared.text import plain
 from pruning.core import methods
 from pruning.errors import UserError
 from pruning.present import charts, views
-from pruning.runs import limits, preview, sensitivity, submit
+from pruning.runs import cluster, limits, preview, sensitivity, submit
 from pruning.runs.config import SCHEDULES, RunConfig
 
 
@@ -147,7 +147,25 @@ with left:
     with sweep_tab:
         chosen = st.multiselect("Methods", ids, default=[method.id], key="sweep_methods")
         levels_text = st.text_input("Sparsity levels", "0.5, 0.7, 0.8, 0.9, 0.95", key="sweep_levels")
-        workers = st.number_input("Worker processes", 1, os.cpu_count() or 1, 1, key="sweep_workers")
+        where = st.radio("Run on", ["local processes", "Ray cluster (address)"], horizontal=True, key="where")
+        ray = None
+        if where == "local processes":
+            workers = st.number_input("Worker processes", 1, os.cpu_count() or 1, 1, key="sweep_workers")
+        else:
+            workers = 1
+            address = st.text_input("Ray address", "auto", key="ray_address", help="auto or ray://HOST:PORT")
+            ray = cluster.Settings(address.strip() or None)
+            if st.button("Connect", key="ray_connect"):
+                try:
+                    found = cluster.probe(ray)
+                    st.session_state["ray_found"] = (address, found)
+                except UserError as exc:
+                    st.error(plain(str(exc)))
+            if st.session_state.get("ray_found", ("",))[0] == address:
+                found = st.session_state["ray_found"][1]
+                st.caption(
+                    f"Connected: {found['nodes']} node(s), {found['cpus']:g} CPUs, {found['gpus']:g} GPUs"
+                )
         if st.button("Launch sweep", disabled=base is None):
             try:
                 full = base.replace(
@@ -161,7 +179,7 @@ with left:
             except UserError as exc:
                 st.error(plain(f"Refused, nothing was queued: {exc}"))
             else:
-                ui.launch(configs, workers=int(workers))
+                ui.launch(configs, workers=int(workers), ray=ray)
 
 with right:
     st.subheader("Live preview")

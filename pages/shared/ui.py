@@ -62,12 +62,14 @@ def method_options(method: methods.Method) -> dict[str, Any]:
     return values
 
 
-def launch(configs: list, workers: int = 1) -> list[str]:
-    """Start runs in background workers, within the launch quotas (`runs.limits`); a refused launch
-    queues nothing and is shown as an error, not raised."""
+def launch(configs: list, workers: int = 1, ray=None) -> list[str]:
+    """Start runs in background workers, or as tasks of the Ray cluster `ray` (a `cluster.Settings`;
+    a detached coordinator), within the launch quotas (`runs.limits`); a refused launch queues nothing
+    and is shown as an error, not raised."""
+    executor = "ray" if ray else "process"
     try:
         limits.check_launch(configs, limits.Limits.from_env())
-        ids = submit.submit(store(), configs, "process", workers=workers, artifacts=True)
+        ids = submit.submit(store(), configs, executor, workers=workers, artifacts=True, ray=ray, detach=True)
     except UserError as exc:
         st.error(sources.plain(f"Refused, nothing was queued: {exc}"))
         return []
