@@ -10,7 +10,7 @@ import pytest
 from pruning.core import models
 from pruning.present import charts, views
 from pruning.runs import sensitivity, submit
-from tests.app.helpers import array, figures, texts, wait_done
+from tests.app.helpers import array, figures, shown, texts, wait_done
 from tests.lab_folder import write_lab
 
 
@@ -67,7 +67,7 @@ def test_sensitivity_heatmap_builder() -> None:
 def test_sensitivity_is_analysed_as_a_background_job_then_drawn(app, empty) -> None:
     config = submit.analysis_config("mlp-digits", "magnitude")
     at = app("layers")
-    assert any("No sensitivity analysis of mlp-digits with magnitude" in i.value for i in at.info)
+    assert any("No sensitivity analysis of mlp-digits with magnitude" in shown(i.value) for i in at.info)
     at.button(key="analyse").click().run()
     job = submit.latest_analysis(empty, config)  # a job in the store: it survives reloads
     assert job is not None and job.kind == "sensitivity"
