@@ -112,6 +112,34 @@ def test_ties_prune_exactly_the_requested_count():
     assert sum(int((~m).sum()) for m in keep.values()) == 20
 
 
+def sorted_keep(scores: dict[str, torch.Tensor], k: int) -> dict[str, torch.Tensor]:
+    """The reference: sort the concatenated scores (stable: ties in position order), prune the first k."""
+    pool = torch.cat([s.flatten().float() for s in scores.values()])
+    keep = torch.ones(pool.numel(), dtype=torch.bool)
+    keep[pool.argsort(stable=True)[:k]] = False
+    parts = keep.split([s.numel() for s in scores.values()])
+    return {name: part.view_as(s) for (name, s), part in zip(scores.items(), parts)}
+
+
+@pytest.mark.parametrize("chunk", [masks.CHUNK, 7])  # 7: every layer's scores cut in many chunks
+def test_global_selection_equals_sorting_all_scores_taken_together(monkeypatch, chunk):
+    monkeypatch.setattr(masks, "CHUNK", chunk)
+    g = torch.Generator().manual_seed(0)
+    scores = {
+        "signed": torch.randn(6, 9, generator=g),  # negative scores, some far apart in exponent
+        "ties": torch.randint(-3, 4, (50,), generator=g).float(),  # many ties, -0.0 and 0.0 among them
+        "double": torch.rand(4, 5, generator=g, dtype=torch.float64) * 1e-3,  # compared as float32
+        "extremes": torch.tensor([-torch.inf, torch.inf, -0.0, 1e-40, -1e-40, 3e38]),
+    }
+    scores["ties"][::7] = -0.0
+    total = sum(s.numel() for s in scores.values())
+    for k in (1, 2, 17, 40, 57, 60, total // 2, total - 1):
+        keep = masks.select(scores, k / total, "global")
+        assert sum(int((~m).sum()) for m in keep.values()) == k
+        for name, mask in sorted_keep(scores, k).items():
+            assert torch.equal(keep[name], mask), (k, name)
+
+
 def test_extreme_levels():
     scores = {"a": torch.rand(7, 3)}
     assert bool(masks.select(scores, 0.0, "global")["a"].all())
