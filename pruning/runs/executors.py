@@ -159,8 +159,8 @@ def _execute_group(store, records, beat, echo, debug, loaded) -> None:
         return
     for record in pending:
         config = configs[record.id]
-        job = lambda progress, i=record.id, c=config: experiment.run_one(
-            prep, scores, c, i, progress
+        job = lambda progress, i=record.id, c=config, last=record is pending[-1]: experiment.run_one(
+            prep, scores, c, i, progress, last
         ).to_dict()
         _run_job(store, record.id, beat, debug, job, echo)
 

@@ -10,7 +10,7 @@ its granularity.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from torch import nn
 
@@ -22,7 +22,7 @@ from pruning.core.tasks import Evaluation
 from pruning.runs import schedule
 from pruning.runs.config import RunConfig
 from pruning.runs.export import export
-from pruning.runs.prepared import Loaded, Prepared, finetune, importance, prepare
+from pruning.runs.prepared import Loaded, Prepared, check_training, finetune, importance, prepare
 from pruning.runs.result import Latency, Pruned, RunResult, Sizes
 
 
@@ -35,6 +35,8 @@ def check(loaded: Loaded, config: RunConfig) -> None:
     masking.check_layers(config.overrides, loaded.layers)
     if config.schedule != "oneshot":
         schedule.validate(loaded, config)
+    if config.finetune_epochs > 0 or config.schedule != "oneshot":
+        check_training(loaded)
     loaded.method.check(loaded.model, loaded.example[:2], target(config), loaded.options)
 
 
@@ -89,18 +91,24 @@ def summarise(
     )
 
 
-def prune(prep: Prepared, scores: dict | None, config: RunConfig) -> Pruning:
-    """One-shot: the method's pruned copy of the dense model at `config`'s target (no fine-tuning)."""
-    return prep.method.prune(prep.model, scores, target(config), prep.ctx, prep.options, prep.example)
+def prune(prep: Prepared, scores: Mapping | None, config: RunConfig, in_place: bool = False) -> Pruning:
+    """One-shot: the method's pruned copy of the dense model at `config`'s target (no fine-tuning);
+    `in_place`: the dense model itself, when nothing needs it afterwards."""
+    return prep.method.prune(
+        prep.model, scores, target(config), prep.ctx, prep.options, prep.example, in_place=in_place
+    )
 
 
-def _prune(prep: Prepared, scores: dict | None, config: RunConfig, progress: Progress):
+def _prune(prep: Prepared, scores: Mapping | None, config: RunConfig, in_place: bool, progress: Progress):
     """(pruning, evaluation, evaluation before fine-tuning) for a one-shot or scheduled run."""
     if config.schedule != "oneshot":
         outcome = schedule.run(prep, config, lambda f, m: progress(0.8 * f, m))
         pruning = Pruning(outcome.model, outcome.masks, {"schedule_trace": outcome.trace})
         return pruning, outcome.evaluation, outcome.before_finetune
-    pruning = prune(prep, scores, config)
+    pruning = prune(prep, scores, config, in_place)
+    if config.finetune_epochs == 0 and pruning.masks:
+        # Nothing will hold them fixed: released before evaluating (1 byte per weight, GPT-2: 124 MB).
+        pruning.masks = {}
     evaluation = _evaluate(prep, pruning.model)
     before = evaluation
     if config.finetune_epochs > 0:  # removed structure has no masks to hold: the weights are gone
@@ -112,15 +120,21 @@ def _prune(prep: Prepared, scores: dict | None, config: RunConfig, progress: Pro
 
 def run_one(
     prep: Prepared,
-    scores: dict | None,
+    scores: Mapping | None,
     config: RunConfig,
     run_id: str | None = None,
     progress: Progress = no_progress,
+    last: bool = False,
 ) -> RunResult:
-    """Prune one copy of the prepared model per `config`, fine-tune, measure, export (once)."""
+    """Prune one copy of the prepared model per `config`, fine-tune, measure, export (once).
+
+    `last`: no run after this one uses `prep`. Unless latency compares it with the pruned model, the
+    dense model is then pruned itself rather than a copy: a one-shot run of a large model holds one
+    model, not two (GPT-2 small: 475 MiB less)."""
     start = time.perf_counter()
     progress(0.0, "pruning")
-    pruning, evaluation, before = _prune(prep, scores, config, progress)
+    in_place = last and not config.latency
+    pruning, evaluation, before = _prune(prep, scores, config, in_place, progress)
     progress(0.8, "measuring")
     result = summarise(prep, pruning, config, evaluation, before)
     result.run_id = run_id
@@ -166,7 +180,8 @@ def run_group(configs: list[RunConfig], progress: Progress = no_progress) -> Ite
     scores = importance(prep)
     share = 1.0 / len(configs)
     for i, config in enumerate(configs):
-        yield run_one(prep, scores, config, progress=lambda f, m, i=i: progress((i + f) * share, m))
+        report = lambda f, m, i=i: progress((i + f) * share, m)
+        yield run_one(prep, scores, config, progress=report, last=i == len(configs) - 1)
 
 
 def run(config: RunConfig, progress: Progress = no_progress) -> RunResult:

@@ -86,14 +86,15 @@ def load(config: RunConfig) -> Loaded:
     model = model.to(device)
     layers = masking.prunable_layers(model)
     example = data.test.head(config.batch_size)[0].to(device)
-    dry_run(model, data, f"dataset '{dataset_spec}'")
+    # Gradient criteria score with a backward pass; runs that train check theirs in `check_training`.
+    dry_run(model, data, f"dataset '{dataset_spec}'", backward=method.needs_data)
     return Loaded(config, model, data, method, options, layers, example)
 
 
-def dry_run(model: nn.Module, data: datasets.Data, what: str) -> None:
+def dry_run(model: nn.Module, data: datasets.Data, what: str, backward: bool = True) -> None:
     """What a run does to the model, on two samples of each split: a forward pass whose outputs must
-    fit the task and be finite, and a backward pass of the training loss (fine-tuning, gradient
-    criteria). The model is left as it was (eval mode, no gradients)."""
+    fit the task and be finite, and with `backward` a backward pass of the training loss (fine-tuning,
+    gradient criteria). The model is left as it was (eval mode, no gradients)."""
     device, task = tasks.device_of(model), data.task
     for split_name, split in (("test", data.test), ("train", data.train)):
         x, y = (t.to(device) for t in split.head(2))
@@ -108,7 +109,7 @@ def dry_run(model: nn.Module, data: datasets.Data, what: str) -> None:
             raise UserError(
                 f"the model outputs NaN or infinite values on {where}; check its weights and forward"
             )
-    if not any(p.requires_grad for p in model.parameters()):
+    if not backward or not any(p.requires_grad for p in model.parameters()):
         return  # nothing to train: methods and schedules that need gradients refuse it themselves
     try:
         loss = task.loss(model(x), y)
@@ -119,6 +120,14 @@ def dry_run(model: nn.Module, data: datasets.Data, what: str) -> None:
         model.zero_grad(set_to_none=True)
     if not torch.isfinite(loss):
         raise UserError(f"the training loss on {where} is {loss.item()}; check the data and the model")
+
+
+def check_training(loaded: Loaded) -> None:
+    """The dry run with its backward pass, for a run that trains (fine-tuning, schedules). A one-shot
+    run never takes one: on GPT-2 small its gradients and activations took a one-shot run's peak
+    memory from 2.7x the parameter bytes to 4.3x."""
+    spec = loaded.config.data or models.default_dataset(loaded.config.model)
+    dry_run(loaded.model, loaded.data, f"dataset '{spec}'")
 
 
 def _first_line(exc: Exception) -> str:

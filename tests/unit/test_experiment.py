@@ -140,6 +140,24 @@ def test_latency_is_measured_dense_and_pruned_in_the_same_run():
     assert latency.speedup == pytest.approx(latency.dense / latency.pruned)
 
 
+def test_the_last_run_prunes_the_dense_model_itself_unless_latency_compares_the_two():
+    config = RunConfig("mlp-digits", "magnitude", 0.7, latency=False)
+    prep = experiment.prepare(config)
+    scores = experiment.importance(prep)
+    dense = {k: v.clone() for k, v in prep.model.state_dict().items()}
+    copied = experiment.run_one(prep, scores, config)
+    timed = experiment.run_one(prep, scores, config.replace(latency=True), last=True)
+    assert timed.latency_ms.dense > 0 and timed.latency_ms.pruned > 0
+    for key, value in prep.model.state_dict().items():  # both runs pruned a copy
+        assert torch.equal(value, dense[key]), key
+    keep = masks.select(scores, 0.7, "global")
+    in_place = experiment.run_one(prep, scores, config, last=True)
+    for name, layer in masks.prunable_layers(prep.model).items():  # the same masks, on the model itself
+        assert torch.equal(layer.weight, dense[f"{name}.weight"] * keep[name]), name
+    figures = lambda r: {k: v for k, v in r.to_dict().items() if k not in ("seconds", "run_id")}
+    assert figures(in_place) == figures(copied)
+
+
 TIED_MODEL = """
 import torch
 from torch import nn

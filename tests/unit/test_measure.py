@@ -85,6 +85,15 @@ def test_dense_bytes_are_the_safetensors_file(tmp_path):
     assert sizes["dense"] == (tmp_path / "model.safetensors").stat().st_size
 
 
+def test_sizes_measured_from_the_written_file_equal_those_of_the_file_in_memory():
+    model = nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 10))
+    model[1].weight = model[0].weight  # tied, as a GPT ties its embedding and output head
+    state = measure.state_bytes(model)
+    sizes = measure.size_bytes(model)
+    assert sizes["dense"] == measure.state_size(model) == len(state)
+    assert sizes["gzip"] == measure.gzipped_size(io.BytesIO(state))
+
+
 def test_a_sparse_model_is_smaller_encoded_and_gzipped_than_its_dense_file():
     torch.manual_seed(0)
     dense = models.build("mlp-digits")

@@ -13,7 +13,7 @@ command line can render and validate controls for any method without knowing it.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -83,16 +83,36 @@ class Target:
 
 @dataclass
 class Pruning:
-    """What a method did to a copy of the dense model."""
+    """What a method did to a copy of the dense model (or to the model itself, `in_place`)."""
 
     model: nn.Module
-    masks: dict[str, torch.Tensor] | None  # bool keep-masks held while fine-tuning; None: removed
+    # Bool keep-masks held while fine-tuning (a run that does not fine-tune releases them: {});
+    # None: structure was removed.
+    masks: dict[str, torch.Tensor] | None
     details: dict[str, Any] = field(default_factory=dict)  # result keys of the method's own
 
     @property
     def removed(self) -> bool:
         """Structure was physically removed (the architecture changed), not masked."""
         return self.masks is None
+
+
+class WeightScores(Mapping[str, torch.Tensor]):
+    """Scores that are a function of each layer's own weight (|w| for magnitude), computed when read
+    rather than held: a model's worth of scores would add a float copy of every prunable weight.
+    They follow the weights, so a pruning reads them before it changes the weights."""
+
+    def __init__(self, layers: Mapping[str, nn.Module], score: Callable[[torch.Tensor], torch.Tensor]):
+        self.layers, self.score = layers, score
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.score(self.layers[name].weight.detach())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __len__(self) -> int:
+        return len(self.layers)
 
 
 @dataclass(frozen=True)
@@ -155,10 +175,13 @@ class Method:
         ctx: Context,
         options: Mapping[str, Any],
         example: torch.Tensor,
+        in_place: bool = False,
     ) -> Pruning:
-        """A pruned copy of `dense` (which is left as it is) at `target`."""
-        work = copy.deepcopy(dense)
-        keep = self.select(scores, target, options)
+        """A pruned copy of `dense` (which is left as it is) at `target`; with `in_place`, nothing
+        needs `dense` afterwards and it may be pruned itself (a copy doubles a large model's memory).
+        """
+        keep = self.select(scores, target, options)  # before the weights change: scores may follow them
+        work = dense if in_place else copy.deepcopy(dense)
         masking.apply(masking.prunable_layers(work), keep)
         return Pruning(work, keep)
 

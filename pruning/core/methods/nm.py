@@ -83,12 +83,12 @@ class NM(Method):
     def select(self, scores, target: Target, options) -> dict[str, torch.Tensor]:
         return select_nm(scores, options["n"], options["m"])
 
-    def prune(self, dense, scores, target, ctx, options, example) -> Pruning:
+    def prune(self, dense, scores, target, ctx, options, example, in_place=False) -> Pruning:
         layers = prunable_layers(dense)
         flipped = {n for n in scores if transposed(layers[n])}  # Conv1D: groups run along dim 0
         upright = {n: s.T if n in flipped else s for n, s in scores.items()}
         keep = {n: k.T if n in flipped else k for n, k in self.select(upright, target, options).items()}
-        work = copy.deepcopy(dense)
+        work = dense if in_place else copy.deepcopy(dense)
         apply(prunable_layers(work), keep)
         return Pruning(work, keep, {"skipped_layers": split_layers(layers, options["m"])[1]})
 

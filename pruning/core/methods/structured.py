@@ -59,11 +59,12 @@ class ChannelMethod(Method):
     def check(self, model: nn.Module, example: torch.Tensor, target: Target, options) -> None:
         structured.check(model, example, target.overrides)
 
-    def prune(self, dense, scores, target, ctx, options, example) -> Pruning:
+    def prune(self, dense, scores, target, ctx, options, example, in_place=False) -> Pruning:
         """Physically remove channels of a copy of `dense` until `target.sparsity` is reached.
 
         Details: the layers that cannot lose channels (with reasons), and how the target was
         reached (Torch-Pruning's channel and head ratios, heads left, trials)."""
+        # Always a copy, even `in_place`: the run measures what was removed against the dense layers.
         source = copy.deepcopy(dense)
         criterion = self.criterion(source, ctx, options)  # Taylor stores gradients in source
         pruned = structured.prune(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from pruning.core.methods.base import Context, Method, Param, calibration_batches
+from pruning.core.methods.base import Context, Method, Param, WeightScores, calibration_batches
 
 BATCHES = Param("batches", "int", 4, "calibration batches to accumulate over", min=1, max=64)
 
@@ -31,7 +31,7 @@ class Magnitude(Method):
     description: str = "|w|: prune the smallest weights (Han et al., 2015)."
 
     def importance(self, model, layers, ctx, options):
-        return {name: m.weight.detach().abs() for name, m in layers.items()}
+        return WeightScores(layers, torch.abs)
 
 
 def accumulate_gradients(
