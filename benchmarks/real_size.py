@@ -7,7 +7,8 @@ model (124M parameters, random weights, a local `hf:` directory). Run: `python -
 - real_size/gpt2_124m_oneshot_run: seconds of `python -m pruning run` (magnitude 50%, no fine-tuning,
   no latency, evaluation capped at 16 sequences of 128 tokens) in a fresh process, export included.
 - real_size/gpt2_124m_peak_memory: that process's peak resident memory over the model's parameter
-  bytes (everything it holds: Python, torch, the dense model and the pruned copy).
+  bytes (everything it holds: Python, torch and transformers, the model, which the run prunes in
+  place, its masks or scores of one layer at a time, an evaluation batch's logits).
 """
 
 from __future__ import annotations

@@ -147,7 +147,7 @@ def _keep_lowest(scores: Mapping[str, torch.Tensor], names: list[str], k: int) -
     sizes = {name: scores[name].numel() for name in names}
     total = sum(sizes.values())
     if k <= 0 or k >= total:
-        return {name: torch.full(scores[name].shape, k <= 0) for name in names}
+        return {name: torch.full(scores[name].shape, k <= 0, device=scores[name].device) for name in names}
     threshold = _kth_lowest(lambda: (scores[name].flatten().float() for name in names), k)
     # The largest layer first: its scores, when computed as they are read, meet the fewest masks.
     keep = {name: scores[name].float() > threshold for name in sorted(names, key=sizes.get, reverse=True)}
