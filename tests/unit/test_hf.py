@@ -252,3 +252,45 @@ def test_vit_loses_whole_heads(tmp_path):
         assert module.num_attention_heads == heads and module.q_proj.out_features == heads * module.head_dim
     with torch.no_grad():
         assert pruned.model(example).logits.shape == (2, 2)
+
+
+SMALL = dict(
+    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64, vocab_size=64,
+    max_position_embeddings=64,
+)  # fmt: skip
+OTHERS = {  # architecture -> (model class, config, what its attention is expected to do)
+    "distilbert": ("DistilBertForSequenceClassification", dict(
+        vocab_size=64, dim=32, n_layers=2, n_heads=4, hidden_dim=64, max_position_embeddings=64), "heads"),
+    "roberta": ("RobertaForSequenceClassification", dict(SMALL, pad_token_id=1), "heads"),
+    "llama": ("LlamaForCausalLM", dict(SMALL, num_key_value_heads=4), "heads"),
+    "opt": ("OPTForCausalLM", dict(
+        vocab_size=64, hidden_size=32, num_hidden_layers=2, ffn_dim=64, num_attention_heads=4,
+        max_position_embeddings=64, word_embed_proj_dim=32), "heads"),
+    "llama-gqa": ("LlamaForCausalLM", dict(SMALL, num_key_value_heads=2), "grouped-query attention"),
+    "gpt-neox": ("GPTNeoXForCausalLM", SMALL, "could not remove its channels consistently"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", list(OTHERS))
+def test_other_transformers_lose_whole_heads_or_keep_them_with_a_reason(family):
+    cls, options, expected = OTHERS[family]
+    cls = getattr(transformers, cls)
+    torch.manual_seed(0)
+    dense = cls(cls.config_class(**options)).eval()
+    example = torch.randint(2, 60, (2, 12))
+    criterion = methods.get("l1-channel").criterion(dense, None, {})
+    pruned = structured.prune(dense, example, criterion, 0.3)
+    assert pruned.sparsity == pytest.approx(0.3, abs=structured.TOLERANCE)
+    with torch.no_grad():
+        assert logits(pruned.model(example)).shape == logits(dense(example)).shape
+    if expected == "heads":  # whole heads, the same ones in query, key and value
+        assert pruned.heads and min(pruned.heads.values()) < 4
+        name, heads = next(iter(pruned.heads.items()))
+        before, after = dense.get_submodule(name), pruned.model.get_submodule(name)
+        parts = next(p for p in structured.attention.SEPARATE if hasattr(before, p[0]))
+        kept = [_heads_kept(getattr(before, p), getattr(after, p), 8) for p in parts]
+        assert kept[0] == kept[1] == kept[2] and len(kept[0]) == heads
+    else:  # the attention keeps its heads, the run says why, and the MLP channels go
+        assert not pruned.heads
+        assert any(expected in row["reason"] for row in pruned.skipped)
+        assert sum(p.numel() for p in pruned.model.parameters()) < sum(p.numel() for p in dense.parameters())

@@ -6,10 +6,11 @@ many there are (`num_heads`), and it cannot rewrite the attributes a module's fo
 (the head count, the head size). Conventions known here:
 
 - timm: an int `num_heads` and one fused `qkv` Linear read as (3, heads, head size);
-- `transformers` (BERT, ViT, RoBERTa, DeiT, ...): an int `num_attention_heads` (or `num_heads`,
-  `n_heads`) and separate `query`/`key`/`value`, `q_proj`/`k_proj`/`v_proj` or
-  `q_lin`/`k_lin`/`v_lin` Linear layers, with `attention_head_size` or `head_dim` and
-  sometimes `all_head_size`.
+- `transformers` (BERT, ViT, RoBERTa, DeiT, DistilBERT, OPT, Llama, ...): an int
+  `num_attention_heads` (or `num_heads`, `n_heads`; or, for a module that reads only its
+  `head_dim`, its config's `num_attention_heads`) and separate `query`/`key`/`value`,
+  `q_proj`/`k_proj`/`v_proj` or `q_lin`/`k_lin`/`v_lin` Linear layers, with
+  `attention_head_size` or `head_dim` and sometimes `all_head_size`.
 
 Attention that has heads but fits neither (GPT-2's `c_attn`, one projection split by
 position; grouped-query attention, with fewer key/value heads than query heads) keeps its
@@ -42,26 +43,26 @@ GROUPED_REASON = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass
 class Attention:
     """An attention module whose heads Torch-Pruning can remove."""
 
     module: nn.Module
     projections: dict[str, nn.Linear]  # layer name -> query, key, value (or the one fused qkv)
-    count: str  # the attribute holding the number of heads
-
-    @property
-    def heads(self) -> int:
-        return getattr(self.module, self.count)
+    count: str | None  # the module's attribute holding the number of heads (None: its config's)
+    heads: int  # the number of heads (updated by `follow`)
 
     @property
     def first(self) -> nn.Linear:
         return next(iter(self.projections.values()))
 
     def follow(self, heads: int) -> None:
-        """Set the attributes the forward reads from what the pruned projections hold."""
+        """Set the attributes the forward reads from what the pruned projections hold (a head
+        count read from the config is shared by every layer and read only when built: kept)."""
         width = self.first.out_features // (3 if len(self.projections) == 1 else 1)
-        setattr(self.module, self.count, heads)
+        self.heads = heads
+        if self.count is not None:
+            setattr(self.module, self.count, heads)
         for name in HEAD_SIZES:
             if isinstance(getattr(self.module, name, None), int):
                 setattr(self.module, name, width // heads)
@@ -69,8 +70,17 @@ class Attention:
             self.module.all_head_size = width
 
 
-def _count(module: nn.Module) -> str | None:
-    return next((a for a in HEAD_COUNTS if isinstance(getattr(module, a, None), int)), None)
+def _count(module: nn.Module) -> tuple[str | None, int | None]:
+    """Where the module keeps its head count, and the count: its own attribute, else (for a module
+    that reads only `head_dim`, as Llama's does) its config's `num_attention_heads`."""
+    for name in HEAD_COUNTS:
+        if isinstance(getattr(module, name, None), int):
+            return name, getattr(module, name)
+    config = getattr(module, "config", None)
+    heads = getattr(config, "num_attention_heads", None)
+    if isinstance(heads, int) and isinstance(getattr(module, "head_dim", None), int):
+        return None, heads
+    return None, None
 
 
 def _linear(module: nn.Module, name: str) -> bool:
@@ -86,22 +96,22 @@ def find(model: nn.Module) -> tuple[dict[str, Attention], dict[str, str]]:
         if isinstance(module, nn.MultiheadAttention):
             continue
         prefix = f"{name}." if name else ""
-        count = _count(module)
+        count, heads = _count(module)
         parts = next((p for p in SEPARATE if all(_linear(module, n) for n in p)), None)
         if parts is not None:
             q, k, v = (getattr(module, n) for n in parts)
-            heads = getattr(module, count) if count else None
-            if count is None:
+            kv_heads = getattr(module, "num_key_value_heads", None)
+            if kv_heads is None:
+                kv_heads = getattr(getattr(module, "config", None), "num_key_value_heads", heads)
+            if heads is None:
                 kept.update({prefix + n: UNNAMED_REASON for n in parts})
-            elif getattr(module, "num_key_value_heads", heads) != heads or not (
-                q.out_features == k.out_features == v.out_features
-            ):
+            elif kv_heads != heads or not q.out_features == k.out_features == v.out_features:
                 kept.update({prefix + n: GROUPED_REASON for n in parts})
             else:
-                found[name] = Attention(module, {prefix + n: getattr(module, n) for n in parts}, count)
+                found[name] = Attention(module, {prefix + n: getattr(module, n) for n in parts}, count, heads)
         elif count is not None and _linear(module, FUSED):
-            found[name] = Attention(module, {prefix + FUSED: getattr(module, FUSED)}, count)
-        elif count is not None:
+            found[name] = Attention(module, {prefix + FUSED: getattr(module, FUSED)}, count, heads)
+        elif heads is not None:
             for fused in OTHER_FUSED:
                 if isinstance(getattr(getattr(module, fused, None), "weight", None), nn.Parameter):
                     kept[prefix + fused] = SPLIT_REASON

@@ -79,14 +79,6 @@ def _skip_reason(
     return None
 
 
-def _reads_hidden(graph: tp.DependencyGraph, layer: nn.Module, widths: set) -> bool:
-    """Are `layer`'s inputs an embedding's width (they could shrink only with the embedding)?"""
-    if not widths or isinstance(layer, nn.MultiheadAttention):
-        return False
-    with internals.quiet():
-        return any(step.module in widths for step in internals.input_channel_group(graph, layer))
-
-
 def analyse(model: nn.Module, example: torch.Tensor, kept: Mapping[str, str] | None = None) -> Layout:
     """Output layers, attention modules and the layers that cannot lose channels, on a copy."""
     model = copy.deepcopy(model)
@@ -114,14 +106,17 @@ def read(graph: tp.DependencyGraph, model: nn.Module, kept: Mapping[str, str]) -
     heads, whole = attention.find(model)
     kept = {**whole, **kept}
     outputs, hidden = [], {}
+    reads_hidden: set[str] = set()  # layers whose inputs are an embedding's width
     for name, module in layers.items():
-        if module not in reached:
+        if module not in reached or name in whole:  # attention kept whole: never grouped (trial.py)
             continue
         group = internals.output_channel_group(graph, module)
         if any(step.outputs and step.module in terminal for step in group):
             outputs.append(name)
-        elif name not in kept and any(step.module in widths for step in group):
-            hidden[name] = HIDDEN_REASON
+        elif any(step.module in widths for step in group):
+            reads_hidden.update(n for step in group if step.inputs for n in names.get(step.module, ()))
+            if name not in kept:
+                hidden[name] = HIDDEN_REASON
     kept = {**kept, **hidden}
     ignored = [layers[n] for n in (*outputs, *kept) if n in layers] + list(widths)
     out_ok, in_ok = set(), set()
@@ -134,8 +129,8 @@ def read(graph: tp.DependencyGraph, model: nn.Module, kept: Mapping[str, str]) -
                 if step.inputs:
                     in_ok.update(names.get(step.module, ()))
     skipped = []
-    for name, module in layers.items():
-        hidden_in = module in reached and name not in in_ok and _reads_hidden(graph, module, widths)
+    for name in layers:
+        hidden_in = name in reads_hidden
         why = _skip_reason(
             name in traced, name in outputs, name in out_ok, name in in_ok, kept.get(name), hidden_in
         )

@@ -254,7 +254,7 @@ def _prune(
         reached,
         best.ratio,
         head_ratio if heads and attention else None,
-        {n: a.heads for n, a in attention.items()},
+        {n: a.heads for n, a in plan.attention.items()},  # heads left (`apply` updated them)
         plan.layout.skipped,
         plan.trials,
         {n: {"target": t, "sparsity": _layer_sparsity(dense, pruned, n)} for n, t in overrides.items()},

@@ -109,6 +109,9 @@ class Plan:
 
         hook = self.work.register_forward_hook(output_shape)
         num_heads = {p: a.heads for a in self.attention.values() for p in a.projections.values()}
+        # attention whose heads stay whole is ignored from the start: Torch-Pruning's grouping of
+        # grouped-query attention (keys and values repeated per head) does not finish
+        whole = [self.work.get_submodule(n) for n in attention.find(self.work)[1]]
         self.prunes_heads = heads and bool(num_heads)
         try:
             with internals.quiet(), hugging_face.without_cache(self.work):
@@ -123,6 +126,7 @@ class Plan:
                     prune_num_heads=self.prunes_heads,
                     prune_head_dims=not heads,
                     output_transform=logits,  # Hugging Face outputs and tuples: trace the logits
+                    ignored_layers=whole + layout.embeddings(self.work),
                     **internals.channel_groups(self.work),
                 )
         except Exception as exc:
