@@ -139,13 +139,14 @@ def _kth_lowest(flats: Callable[[], Iterator[torch.Tensor]], k: int) -> float:
     return torch.tensor([bits], dtype=torch.int32).view(torch.float32).item()
 
 
-def _keep_lowest(scores: Mapping[str, torch.Tensor], names: list[str], k: int) -> dict[str, torch.Tensor]:
+def _keep_lowest(
+    scores: Mapping[str, torch.Tensor], names: list[str], k: int, sizes: Mapping[str, int]
+) -> dict[str, torch.Tensor]:
     """Keep-masks pruning the k lowest scores of the `names` layers taken together (as float32),
     ties at the threshold broken by position in that order: the masks sorting their concatenation
     would give. Each layer's scores are read once per pass and dropped, never held together (a
-    score mapping may compute them when read, as magnitude's does)."""
-    sizes = {name: scores[name].numel() for name in names}
-    total = sum(sizes.values())
+    score mapping may compute them when read, as magnitude's does); `sizes`: their numbers of elements."""
+    total = sum(sizes[name] for name in names)
     if k <= 0 or k >= total:
         return {name: torch.full(scores[name].shape, k <= 0, device=scores[name].device) for name in names}
     threshold = _kth_lowest(lambda: (scores[name].flatten().float() for name in names), k)
@@ -195,18 +196,19 @@ def select(
     validate_sparsity(sparsity)
     for name, value in overrides.items():
         validate_sparsity(value, f"sparsity of layer {name}")
+    sizes = {name: s.numel() for name, s in scores.items()}  # each layer's scores read once here
     masks = {}  # layer scope: every layer on its own; global scope: only the overridden ones
-    for name, s in scores.items():
+    for name in scores:
         if name in overrides or scope == "layer":
-            masks.update(_keep_lowest(scores, [name], n_to_prune(overrides.get(name, sparsity), s.numel())))
+            k = n_to_prune(overrides.get(name, sparsity), sizes[name])
+            masks.update(_keep_lowest(scores, [name], k, sizes))
     if scope == "layer":
         return masks
     free = [name for name in scores if name not in overrides]
     if free:
-        total = sum(s.numel() for s in scores.values())
-        fixed = sum(n_to_prune(overrides[n], scores[n].numel()) for n in overrides)
-        k = min(max(n_to_prune(sparsity, total) - fixed, 0), sum(scores[n].numel() for n in free))
-        masks.update(_keep_lowest(scores, free, k))
+        fixed = sum(n_to_prune(overrides[n], sizes[n]) for n in overrides)
+        k = min(max(n_to_prune(sparsity, sum(sizes.values())) - fixed, 0), sum(sizes[n] for n in free))
+        masks.update(_keep_lowest(scores, free, k, sizes))
     return {name: masks[name] for name in scores}
 
 
