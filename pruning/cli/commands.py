@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -283,6 +284,44 @@ def report(args: Namespace) -> None:
             f"could not write the report to '{out}' ({exc.strerror or exc}); choose another --out"
         ) from exc
     output.say(args.out)
+
+
+def demo(args: Namespace) -> None:
+    """Load the demo history into the store (detached workers), following it to the end."""
+    from pruning.runs import demo as history
+
+    store = Store(args.store)
+    bar = ProgressBar(len(history.configs()) + 1, enabled=not args.quiet)
+    started = time.monotonic()
+    jobs = history.launch(store)
+    try:
+        records = submit.wait(store, jobs.jobs, bar)
+    except KeyboardInterrupt:
+        for job_id in jobs.jobs:
+            store.request_cancel(job_id)
+        raise UserError(
+            "interrupted: the demo's jobs were asked to stop (see `python -m pruning runs`)"
+        ) from None
+    finally:
+        bar.close()
+    seconds = time.monotonic() - started
+    counts = {
+        status: sum(r.status == status for r in records)
+        for status in dict.fromkeys(r.status for r in records)
+    }
+    if args.json:
+        output.print_json(
+            {"sweep_id": jobs.sweep_id, "runs": jobs.runs, "analysis": jobs.analysis, "seconds": seconds,
+             "statuses": counts}
+        )  # fmt: skip
+    else:
+        done = ", ".join(f"{n} {status}" for status, n in counts.items())
+        output.say(f"demo history {jobs.sweep_id}: {len(records)} jobs ({done}) in {seconds:.0f} s")
+        output.say(
+            "see them with `python -m pruning runs` or in the dashboard (`streamlit run dashboard.py`)"
+        )
+    if any(r.status != "succeeded" for r in records):
+        sys.exit(1)
 
 
 def _analyse(args: Namespace) -> analysis.Sensitivity:

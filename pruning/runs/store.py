@@ -424,13 +424,20 @@ class Store:
         status: str | None = None,
         limit: int | None = None,
         kind: Kind | None = "run",
+        sweep_id: str | None = None,
     ) -> list[RunRecord]:
-        """Jobs of one `kind` (None: every kind), newest first, optionally one model's and/or one status."""
+        """Jobs of one `kind` (None: every kind), newest first, optionally one model's, one status's
+        and/or one sweep's (the jobs submitted together)."""
         if status is not None:
             _check_status(status)
         filters = [
             (column, value)
-            for column, value in (("model", model), ("status", status), ("kind", kind))
+            for column, value in (
+                ("model", model),
+                ("status", status),
+                ("kind", kind),
+                ("sweep_id", sweep_id),
+            )
             if value is not None
         ]
         params: list[Any] = [value for _, value in filters]

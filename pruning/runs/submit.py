@@ -100,13 +100,16 @@ def submit(
     limit: float | None = None,
     ray: cluster.Settings | None = None,
     detach: bool = False,
+    sweep_id: str | None = None,
 ) -> list[str]:
     """Validate, record each config as a queued run and execute or hand them over; returns the ids.
     `store` may be a path: it is opened (created) only after every config passed validation.
     `artifacts`: each run exports its pruned model into its own artifacts folder (the dashboard's
     downloads). `overwrite`: an export may replace the files of a folder that is not empty.
     `limit`: seconds each run may take (default: `time_limit()`). `ray`: where and how the `ray`
-    executor runs them; `detach`: its coordinator is a process of its own (the dashboard's way)."""
+    executor runs them; `detach`: its coordinator is a process of its own (the dashboard's way).
+    `sweep_id`: the group the jobs are recorded in (default: a new one when there are several), so the
+    jobs sidebar shows them as one job with one progress bar and one cancel."""
     if executor not in executors.EXECUTORS:
         raise UserError(f"executor must be one of {', '.join(executors.EXECUTORS)}, got '{executor}'")
     ray = ray or cluster.Settings()
@@ -120,7 +123,7 @@ def submit(
     ids = [new_run_id() for _ in configs]
     if artifacts:
         configs = [c.replace(export=str(store.artifacts(i).resolve())) for i, c in zip(ids, configs)]
-    sweep_id = f"sweep-{time.time_ns()}" if len(configs) > 1 else None
+    sweep_id = sweep_id or (new_sweep_id() if len(configs) > 1 else None)
     store.create_runs([(i, c.to_dict()) for i, c in zip(ids, configs)], sweep_id, time_limit=limit)
     jobs = dict(zip(ids, configs))
     if executor == "ray":
@@ -128,6 +131,11 @@ def submit(
     else:
         _hand_over(store, jobs, executor, workers, echo, debug, loaded)
     return ids
+
+
+def new_sweep_id(prefix: str = "sweep") -> str:
+    """An id for jobs submitted together (a sweep, the demo history)."""
+    return f"{prefix}-{time.time_ns()}"
 
 
 def _hand_over(store, jobs: dict[str, RunConfig], executor, workers, echo, debug, loaded=None) -> None:
@@ -171,13 +179,18 @@ def submit_analysis(
     levels: Sequence[float] = sensitivity.DEFAULT_LEVELS,
     executor: Executor = "process",
     echo: Echo | None = None,
+    sweep_id: str | None = None,
 ) -> str:
-    """Validate, record and hand over a sensitivity analysis as a job; returns its id."""
+    """Validate, record and hand over a sensitivity analysis as a job; returns its id. `sweep_id`:
+    the group of jobs it belongs to (the demo history's), if any."""
     levels = sensitivity.parse_levels(levels)
     sensitivity.check(load(config))
     store = _opened(store)
     job_id = store.create_run(
-        {**config.to_dict(), "levels": list(levels)}, kind="sensitivity", time_limit=time_limit()
+        {**config.to_dict(), "levels": list(levels)},
+        sweep_id,
+        kind="sensitivity",
+        time_limit=time_limit(),
     )
     _hand_over(store, {job_id: config}, executor, 1, echo, False)
     return job_id
