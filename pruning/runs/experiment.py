@@ -19,6 +19,7 @@ from pruning.core import masks as masking
 from pruning.core.methods import Pruning, Target
 from pruning.core.progress import Progress, no_progress
 from pruning.core.tasks import Evaluation
+from pruning.errors import UserError
 from pruning.runs import schedule
 from pruning.runs.config import RunConfig
 from pruning.runs.export import export
@@ -38,6 +39,7 @@ def check(loaded: Loaded, config: RunConfig) -> None:
     if config.finetune_epochs > 0 or config.schedule != "oneshot":
         check_training(loaded)
     loaded.method.check(loaded.model, loaded.example[:2], target(config), loaded.options)
+    _check_zeros(loaded, config)
 
 
 def _evaluate(prep: Prepared, model: nn.Module) -> Evaluation:
@@ -99,13 +101,47 @@ def prune(prep: Prepared, scores: Mapping | None, config: RunConfig, in_place: b
     )
 
 
+def _check_zeros(loaded: Loaded, config: RunConfig) -> None:
+    """Refuse a target below the zeros the model's prunable weights already hold (they count as pruned)."""
+    method = loaded.method
+    if method.fixed_sparsity(loaded.options) is not None or config.overrides:
+        return
+    zeros = measure.sparsity(loaded.layers, loaded.layers)
+    if zeros > config.sparsity + method.tolerance:
+        raise UserError(
+            f"{zeros:.3f} of the model's prunable weights are already zero, more than the sparsity "
+            f"{config.sparsity:.2f} asked: ask --sparsity {zeros:.2f} or more"
+        )
+
+
+def _check_reached(prep: Prepared, config: RunConfig, model: nn.Module) -> None:
+    """Fail the run (before fine-tuning) when the sparsity reached is not the target within the
+    method's tolerance; a method whose pattern fixes the sparsity is held to it at submit."""
+    if prep.method.fixed_sparsity(prep.options) is not None:
+        return
+    asked = target(config).sparsity
+    reached = measure.sparsity(prep.layers, masking.prunable_layers(model))
+    if abs(reached - asked) <= prep.method.tolerance:
+        return
+    if reached > asked:
+        hint = f"more of its prunable weights were already zero: ask --sparsity {reached:.2f} or more"
+    else:
+        hint = "lower --sparsity or use another method"
+    raise UserError(
+        f"{config.method} reached sparsity {reached:.3f}, not the {asked:.2f} asked "
+        f"(tolerance {prep.method.tolerance}); {hint}"
+    )
+
+
 def _prune(prep: Prepared, scores: Mapping | None, config: RunConfig, in_place: bool, progress: Progress):
     """(pruning, evaluation, evaluation before fine-tuning) for a one-shot or scheduled run."""
     if config.schedule != "oneshot":
         outcome = schedule.run(prep, config, lambda f, m: progress(0.8 * f, m))
         pruning = Pruning(outcome.model, outcome.masks, {"schedule_trace": outcome.trace})
+        _check_reached(prep, config, pruning.model)
         return pruning, outcome.evaluation, outcome.before_finetune
     pruning = prune(prep, scores, config, in_place)
+    _check_reached(prep, config, pruning.model)
     if config.finetune_epochs == 0 and pruning.masks:
         # Nothing will hold them fixed: released before evaluating (1 byte per weight, GPT-2: 124 MB).
         pruning.masks = {}

@@ -128,6 +128,8 @@ class Method:
     description: str = ""
     # Scores and masks single weights at any sparsity: schedules and per-layer sensitivity can use it.
     elementwise: bool = True
+    # |reached - target| a run allows: masks land within rounding of one weight per layer
+    tolerance: float = 0.01
 
     def options(self, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Defaults overlaid with `given`, each value validated."""

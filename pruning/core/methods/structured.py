@@ -45,6 +45,7 @@ class ChannelMethod(Method):
 
     granularity: Granularity = "structured"
     elementwise: bool = False
+    tolerance: float = structured.TOLERANCE  # the channel-ratio search lands within it
     params: tuple[Param, ...] = field(default=(HEADS,))
 
     def criterion(
