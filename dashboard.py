@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.shared import access, jobs
+from pages.shared import access, jobs, welcome
 from pages.shared.text import plain
 
 st.set_page_config(layout="wide", page_title="Pruning Lab")
@@ -11,11 +11,18 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/monitoring:"),
     st.Page("pages/layers.py", title="Layers", icon=":material/view_list:"),
     st.Page("pages/runs.py", title="Runs", icon=":material/history:"),
+    st.Page("pages/present.py", title="Present", icon=":material/slideshow:"),
 ]
 signed_in = access.signed_in()  # True without PRUNING_LAB_PASSWORD
-page = st.navigation(PAGES, position="sidebar" if signed_in else "hidden")
+presenting = st.query_params.get("present") == "1"  # presentation mode: no sidebar, no controls
+page = st.navigation(PAGES, position="sidebar" if signed_in and not presenting else "hidden")
 if not signed_in:
     access.sign_in_form()  # and nothing of any page: no page runs, no sidebar, no download
+    st.stop()
+if presenting:
+    if page.url_path != "present":
+        st.switch_page("pages/present.py", query_params=st.query_params.to_dict())
+    page.run()
     st.stop()
 with st.sidebar:
     if access.exposed_without_password():
@@ -26,4 +33,7 @@ with st.sidebar:
     st.subheader("Jobs")
     st.caption(f"Store: {plain(jobs.store().root)}")
     jobs.jobs_panel()
+    if st.toggle("Presentation mode", key="present_toggle", help="slides of the history, controls hidden"):
+        st.switch_page("pages/present.py", query_params={"present": "1"})
+welcome.first_visit(jobs.store())
 page.run()

@@ -61,3 +61,46 @@ def test_a_sensitivity_analysis_is_a_job_in_the_sidebar_that_survives_a_reload(a
     at.sidebar.button(key=f"cancel-{job_id}").click().run()
     at.sidebar.button(key=f"cancel-{job_id}-yes").click().run()
     assert empty.get(job_id).cancel_requested
+
+
+def test_a_sweep_is_one_job_in_the_sidebar_with_one_progress_bar_and_one_cancel(app, empty) -> None:
+    sweep = "sweep-1"
+    ids = [f"20260101-000000-{i:06x}" for i in range(15)]
+    empty.create_runs(
+        [(i, {"model": "mlp-digits", "method": "magnitude", "sparsity": 0.5}) for i in ids], sweep
+    )
+    empty.mark_running(ids[0], pid=os.getpid())
+    empty.set_progress(ids[0], 0.5, "fine-tuning epoch 1/2")
+    empty.finish(ids[1], "succeeded")
+    at = app()
+    (bar,) = at.sidebar.get("progress")
+    assert bar.value == round(100 * 1.5 / 15)  # one done, one half-way, thirteen queued
+    assert "Sweep · mlp-digits · magnitude · 15 jobs: 13 queued, 1 running, 1 succeeded" in shown(
+        bar.proto.text
+    )
+    cancels = [b for b in at.sidebar.button if b.key.startswith("cancel-")]
+    assert [b.key for b in cancels] == [f"cancel-sweep-{sweep}"]
+    cancels[0].click().run()
+    at.sidebar.button(key=f"cancel-sweep-{sweep}-yes").click().run()
+    assert all(empty.get(i).cancel_requested for i in ids if i != ids[1])
+    assert empty.get(ids[2]).status == "cancelled" and empty.get(ids[1]).status == "succeeded"
+
+
+def test_first_visit_explains_and_loads_the_demo_as_one_job(app, empty, monkeypatch) -> None:
+    from pruning.runs import demo, executors
+
+    monkeypatch.setattr(executors, "spawn", lambda *args, **kwargs: [])  # queue only: no workers here
+    at = app()
+    text = texts(at)
+    assert "**Pruning** removes the weights of a trained network" in text
+    assert "four numbers" in text and "What to do first:" in text
+    at.button(key="load_demo").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    jobs = empty.runs(kind=None)
+    assert len(jobs) == len(demo.configs()) + 1 and len({j.sweep_id for j in jobs}) == 1
+    (bar,) = at.sidebar.get("progress")
+    assert (
+        f"Demo history · cnn-digits, mlp-digits · l1-channel, magnitude, random · {len(jobs)} jobs"
+        in shown(bar.proto.text)
+    )
+    assert "Load the demo history" not in [b.label for b in at.button]  # the history is no longer empty
