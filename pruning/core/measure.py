@@ -10,6 +10,8 @@ interleaved in one process.
 
 from __future__ import annotations
 
+import os
+import re
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -87,7 +89,13 @@ def state_bytes(model: nn.Module) -> bytes:
 def save_state(model: nn.Module, path: str | Path) -> None:
     """The same file written to `path`: safetensors writes it from the tensors' own memory, where
     `state_bytes` builds it in memory, for a moment twice (GPT-2 small: 1.4 GB on top of the model)."""
-    save_file(state_dict_for_file(model), path)
+    try:
+        save_file(state_dict_for_file(model), path)
+    except Exception as exc:  # safetensors reports I/O failures as "... (os error N)": raise the OSError
+        code = re.search(r"os error (\d+)", str(exc))
+        if code is None:
+            raise
+        raise OSError(int(code[1]), os.strerror(int(code[1])), str(path)) from exc
 
 
 @contextmanager

@@ -199,7 +199,7 @@ def _write_model(
         hf.save(model, folder)
         names["config"] = "config.json"
     else:
-        (folder / names["weights"]).write_bytes(measure.state_bytes(model))  # masks are folded in
+        measure.save_state(model, folder / names["weights"])  # masks are folded in; no copy in memory
     errors = {}
     if removed:
         for key, name, save in (("program", "model.pt2", save_program), ("onnx", "model.onnx", save_onnx)):
