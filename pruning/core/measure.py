@@ -4,8 +4,8 @@ measured by `tasks`, through `Data.evaluate`).
 Everything here is measured, never estimated from a nominal sparsity: non-zeros
 are counted, FLOPs come from torch.utils.flop_counter (scaled by each masked
 layer's density for the *effective* count), bytes are the sizes of real
-encodings, and latency is timed with torch.utils.benchmark, dense and pruned
-interleaved in one process.
+encodings, and latency is timed by `latency`, dense and pruned interleaved in one process until the
+speedup is known within ±5%.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import torch
 from isal import isal_zlib
 from safetensors.torch import save, save_file
 from torch import nn
-from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
+
+from pruning.core import latency
 
 
 def params(model: nn.Module) -> int:
@@ -148,18 +149,15 @@ def size_bytes(model: nn.Module) -> dict[str, int]:
 
 
 def latency_ms(
-    models: Mapping[str, nn.Module], example: torch.Tensor, rounds: int = 5, min_run_time: float = 0.05
+    models: Mapping[str, nn.Module],
+    example: torch.Tensor,
+    rounds: int = latency.MIN_ROUNDS,
+    min_run_time: float = latency.BLOCK_SECONDS,
 ) -> dict[str, float]:
-    """Median forward latency of each model, interleaved round by round so drift hits all alike."""
-    samples: dict[str, list[float]] = {name: [] for name in models}
-    with torch.inference_mode():
-        for model in models.values():
-            model.eval()(example)  # warm-up
-        for _ in range(rounds):
-            for name, model in models.items():
-                timer = benchmark.Timer("model(x)", globals={"model": model, "x": example})
-                samples[name].append(timer.blocked_autorange(min_run_time=min_run_time).median * 1e3)
-    return {name: sorted(v)[len(v) // 2] for name, v in samples.items()}
+    """Median forward latency of each model, interleaved round by round so drift hits all alike, until
+    each one's speedup against the first is known within ±5% (see `latency.interleaved`): at least
+    `rounds` rounds, each model timed for at least `min_run_time` seconds per round."""
+    return latency.interleaved(models, example, min_rounds=rounds, block=min_run_time).ms
 
 
 def layer_table(

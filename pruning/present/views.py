@@ -53,13 +53,26 @@ def exported_model(record: RunRecord) -> Path | None:
     return Path(weights) if weights and Path(weights).is_file() else None
 
 
+def speedup_text(result: RunResult) -> str:
+    """The measured speedup with its spread ("1.62x ±3% measured"), "≈1x (masked)" for a masked run
+    whose interval does not exclude 1, or "not measured"."""
+    latency = result.latency_ms
+    if latency.speedup is None:
+        return "not measured"
+    if result.as_fast_as_dense:
+        return "≈1x (masked)"
+    spread = latency.spread
+    if spread is None:  # stored before intervals were measured
+        return f"{latency.speedup:.2f}x measured"
+    shown = f"{spread:.0%}" if spread >= 0.01 else f"{spread:.1%}"  # ±0.4%, not ±0%
+    return f"{latency.speedup:.2f}x ±{shown} measured"
+
+
 def honest_numbers(result: RunResult) -> dict[str, str]:
     """The four numbers every run summary shows side by side, plus a `label` (the result's verdict)."""
     dense, pruned = result.dense, result.pruned
     removed = dense.params - pruned.params
     size = pruned.size_bytes
-    speedup = result.latency_ms.speedup
-    measured = f"{speedup:.2f}x measured" if speedup is not None else "not measured"
     return {
         "sparsity": f"{result.sparsity:.1%} (target {result.target_sparsity:.1%})",
         "removed": (
@@ -68,7 +81,7 @@ def honest_numbers(result: RunResult) -> dict[str, str]:
             else "none (masked: zeros stored)"
         ),
         "bytes": " / ".join(human_bytes(n) for n in (size.dense, size.sparse, size.gzip)),
-        "speedup": f"{measured} vs {result.theoretical_speedup:.2f}x bound",
+        "speedup": f"{speedup_text(result)} vs {result.theoretical_speedup:.2f}x bound",
         "label": result.verdict,
     }
 

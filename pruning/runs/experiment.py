@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from torch import nn
 
-from pruning.core import hf, lab, measure
+from pruning.core import hf, lab, latency, measure
 from pruning.core import masks as masking
 from pruning.core.methods import Pruning, Target
 from pruning.core.progress import Progress, no_progress
@@ -176,8 +176,7 @@ def run_one(
     result.run_id = run_id
     if config.latency:
         progress(0.9, "timing dense vs pruned")
-        timed = measure.latency_ms({"dense": prep.model, "pruned": pruning.model}, prep.example)
-        result.latency_ms.dense, result.latency_ms.pruned = timed["dense"], timed["pruned"]
+        result.latency_ms.record(latency.compare(prep.model, pruning.model, prep.example))
     result.latency_ms.extra.update(prep.method.measure(pruning, prep.example, prep.options, config.latency))
     result.seconds = time.perf_counter() - start
     if config.export:

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pruning.core.latency import Timing
 
 MASKED = "masked: not faster"
 OVERHEAD_BOUND = "overhead-bound"
@@ -56,18 +59,45 @@ class Pruned:
 
 @dataclass
 class Latency:
-    """Milliseconds per batch, dense and pruned timed interleaved in one process (None: not timed)."""
+    """Milliseconds per batch, dense and pruned timed interleaved in one process (None: not timed),
+    and the speedup with its 90% interval over the timing's rounds (`pruning.core.latency`). Results
+    stored before intervals were measured have none: their speedup is dense / pruned."""
 
     batch_size: int
     dense: float | None = None
     pruned: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # a method's own timings (semi_structured)
+    median_ratio: float | None = None  # the median of the rounds' dense / pruned ratios
+    low: float | None = None
+    high: float | None = None
+    rounds: int | None = None
+
+    def record(self, timing: Timing) -> None:
+        """Keep what `latency.compare` measured."""
+        speedup = timing.speedups["pruned"]
+        self.dense, self.pruned, self.rounds = timing.ms["dense"], timing.ms["pruned"], timing.rounds
+        self.median_ratio, self.low, self.high = speedup.value, speedup.low, speedup.high
 
     @property
     def speedup(self) -> float | None:
+        if self.median_ratio is not None:
+            return self.median_ratio
         if self.dense is None or self.pruned is None:
             return None
         return self.dense / self.pruned
+
+    @property
+    def spread(self) -> float | None:
+        """Half-width of the 90% interval relative to the speedup (0.04: ±4%); None when unknown."""
+        speedup = self.speedup
+        if self.low is None or self.high is None or not speedup:
+            return None
+        return max(speedup - self.low, self.high - speedup) / speedup
+
+    @property
+    def excludes_one(self) -> bool:
+        """The 90% interval lies wholly above or below 1: pruned and dense measurably differ."""
+        return self.low is not None and self.high is not None and not self.low <= 1.0 <= self.high
 
 
 @dataclass
@@ -113,6 +143,12 @@ class RunResult:
         return self.removed and speedup is not None and speedup < OVERHEAD_SHARE * self.theoretical_speedup
 
     @property
+    def as_fast_as_dense(self) -> bool:
+        """Masked, and its latency interval does not exclude 1 (or it has none, as results stored
+        before intervals): its speedup is shown as "≈1x (masked)", whatever noise the median caught."""
+        return not self.removed and not self.latency_ms.excludes_one
+
+    @property
     def verdict(self) -> str:
         """'masked: not faster', 'overhead-bound' or ''. Masked models are not faster by design."""
         if not self.removed:
@@ -144,6 +180,9 @@ class RunResult:
                 "pruned": latency.pruned,
                 "batch_size": latency.batch_size,
                 "speedup": latency.speedup,
+                "spread": latency.spread,
+                "interval": None if latency.low is None else [latency.low, latency.high],
+                "rounds": latency.rounds,
                 "overhead_bound": self.overhead_bound,
                 **latency.extra,
             },
@@ -157,6 +196,7 @@ class RunResult:
         """Read `to_dict`'s output back (results stored by older versions included)."""
         known = {f.name for f in dataclasses.fields(cls)} | {"compression_ratio", "theoretical_speedup"}
         lat = dict(d["latency_ms"])
+        interval = lat.pop("interval", None) or (None, None)
         dense, pruned = dict(d["dense"]), dict(d["pruned"])
         pruned["size_bytes"] = Sizes(**pruned["size_bytes"])
         dense.setdefault("metric", dense.get("accuracy"))  # results stored before tasks had metrics
@@ -176,7 +216,11 @@ class RunResult:
                 batch_size=lat.pop("batch_size", 0),
                 dense=lat.pop("dense", None),
                 pruned=lat.pop("pruned", None),
-                extra={k: v for k, v in lat.items() if k not in ("speedup", "overhead_bound")},
+                median_ratio=lat.get("speedup") if interval[0] is not None else None,
+                low=interval[0],
+                high=interval[1],
+                rounds=lat.pop("rounds", None),
+                extra={k: v for k, v in lat.items() if k not in ("speedup", "spread", "overhead_bound")},
             ),
             layers=d.get("layers", []),
             run_id=d.get("run_id"),

@@ -6,6 +6,7 @@ import copy
 
 import pytest
 
+from pruning.core import latency
 from pruning.errors import UserError
 from pruning.present import views
 from pruning.runs.config import RunConfig
@@ -80,3 +81,29 @@ def test_parse_levels() -> None:
     ):
         with pytest.raises(UserError, match=message):
             views.parse_levels(typed)
+
+
+def _timed(result, ratio: float, low: float, high: float):
+    timed = copy.deepcopy(result)
+    speedup = latency.Speedup(ratio, low, high)
+    timed.latency_ms.record(latency.Timing({"dense": ratio, "pruned": 1.0}, {"pruned": speedup}, 9, 0.2))
+    return timed
+
+
+def test_speedups_show_their_spread_and_a_masked_one_is_about_one(masked, removed) -> None:
+    bound = f"{removed.theoretical_speedup:.2f}x bound"
+    assert (
+        views.honest_numbers(_timed(removed, 1.62, 1.58, 1.67))["speedup"] == f"1.62x ±3% measured vs {bound}"
+    )
+    assert views.honest_numbers(_timed(removed, 1.62, 1.615, 1.626))["speedup"].startswith(
+        "1.62x ±0.4% measured"
+    )
+    # the Compare table's "2.31x" for a masked run: noise whose interval covers 1
+    assert views.honest_numbers(_timed(masked, 2.31, 0.8, 3.0))["speedup"].startswith("≈1x (masked) vs")
+    assert views.honest_numbers(_timed(masked, 1.12, 1.08, 1.15))["speedup"].startswith("1.12x ±4% measured")
+    old = copy.deepcopy(masked)  # stored before intervals were measured
+    old.latency_ms.dense, old.latency_ms.pruned = 5.09, 1.0
+    assert views.speedup_text(old) == "≈1x (masked)"
+    old_removed = copy.deepcopy(removed)
+    old_removed.latency_ms.dense, old_removed.latency_ms.pruned = 3.0, 2.0
+    assert views.speedup_text(old_removed) == "1.50x measured"
