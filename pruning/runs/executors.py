@@ -15,6 +15,7 @@ measured and importance computed once.
 from __future__ import annotations
 
 import os
+import resource
 import secrets
 import signal
 import subprocess
@@ -28,9 +29,11 @@ from typing import Literal
 
 from pruning.errors import UserError
 from pruning.runs import experiment, sensitivity
+from pruning.runs.cluster_task import TIMING
 from pruning.runs.config import RunConfig
 from pruning.runs.prepared import Loaded, prepare
 from pruning.runs.store import RunRecord, Store
+from pruning.runs.timing_gate import TimingGate
 
 Executor = Literal["inline", "process", "ray"]
 EXECUTORS: tuple[str, ...] = ("inline", "process", "ray")
@@ -74,20 +77,46 @@ class _Heartbeat:
         self._stop.set()
 
 
-def _reporter(store: Store, job_id: str, echo: Echo | None):
+def _reporter(store: Store, job_id: str, echo: Echo | None, gate: TimingGate):
+    """The job's progress callback: records progress, stops a cancelled job, and takes turns at the
+    store's timing gate: from "timing dense vs pruned" to the end (latency, the method's own timings)
+    the job has the store's workers paused; any other report pauses while another job times."""
+
     def progress(fraction: float, message: str) -> None:
         store.set_progress(job_id, fraction, message)
         if echo:
             echo(job_id, fraction, message)
         if store.cancel_requested(job_id):
             raise Cancelled(job_id)
+        if message == TIMING:
+            gate.take()
+        elif gate.alone and fraction >= 1.0:
+            gate.give_back()
+        else:
+            gate.checkpoint()
 
     return progress
+
+
+def peak_memory() -> int:
+    """Bytes: this process's peak resident memory (Linux reports kilobytes)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """MemoryError, or an allocator's RuntimeError (torch's CPU allocator, CUDA's out of memory)."""
+    text = str(exc).lower()
+    return isinstance(exc, MemoryError) or (
+        isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+    )
 
 
 def _message(exc: BaseException, debug: bool) -> str:
     if isinstance(exc, UserError) and not debug:
         return str(exc)
+    if out_of_memory(exc) and not debug:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"out of memory: {first} (peak memory of the process: {peak_memory() / 2**20:,.0f} MiB)"
     return f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
 
 
@@ -129,13 +158,14 @@ def execute(
     for record in records:
         if record.kind == "run":
             runs.setdefault(experiment.group_key(RunConfig.from_dict(record.config)), []).append(record)
-    with _Heartbeat(store, job_ids) as beat, _stoppable(beat):
+    with _Heartbeat(store, job_ids) as beat, _stoppable(beat), TimingGate(store.root) as gate:
         try:
             for key, group in runs.items():
-                _execute_group(store, group, beat, echo, debug, (loaded or {}).get(key))
+                _execute_group(store, group, beat, gate, echo, debug, (loaded or {}).get(key))
             for record in records:
                 if record.kind == "sensitivity":
-                    _run_job(store, record.id, beat, debug, lambda p, r=record: _analyse(store, r, p), echo)
+                    job = lambda p, r=record: _analyse(store, r, p)  # noqa: E731
+                    _run_job(store, record.id, beat, gate, debug, job, echo)
         except KeyboardInterrupt:  # Ctrl-C on an inline run: it and the ones still waiting are cancelled
             for job_id in job_ids:
                 if not store.get(job_id).done:
@@ -145,7 +175,7 @@ def execute(
             raise
 
 
-def _execute_group(store, records, beat, echo, debug, loaded) -> None:
+def _execute_group(store, records, beat, gate, echo, debug, loaded) -> None:
     pending = [r for r in records if store.get(r.id).status == "queued"]
     if not pending:
         return
@@ -162,7 +192,7 @@ def _execute_group(store, records, beat, echo, debug, loaded) -> None:
         job = lambda progress, i=record.id, c=config, last=record is pending[-1]: experiment.run_one(
             prep, scores, c, i, progress, last
         ).to_dict()
-        _run_job(store, record.id, beat, debug, job, echo)
+        _run_job(store, record.id, beat, gate, debug, job, echo)
 
 
 def _analyse(store: Store, record: RunRecord, progress) -> dict:
@@ -170,14 +200,16 @@ def _analyse(store: Store, record: RunRecord, progress) -> dict:
     return sensitivity.analyse(config, record.config["levels"], store, progress).to_dict()
 
 
-def _run_job(store: Store, job_id: str, beat: _Heartbeat, debug: bool, job, echo: Echo | None) -> None:
+def _run_job(
+    store: Store, job_id: str, beat: _Heartbeat, gate: TimingGate, debug: bool, job, echo: Echo | None
+) -> None:
     """Claim a queued job, run `job(progress) -> result dict`, and record how it ended (unless
     `Store.reap` already did: timed out, or cancelled and stopped)."""
     if not store.mark_running(job_id, os.getpid(), stoppable=beat.stoppable):
         return  # cancelled while waiting
     beat.job_id = job_id
     try:
-        store.finish(job_id, "succeeded", result=job(_reporter(store, job_id, echo)))
+        store.finish(job_id, "succeeded", result=job(_reporter(store, job_id, echo, gate)))
     except Stopped:
         if not store.get(job_id).done:  # not `reap`'s signal: someone ends this worker
             store.finish(job_id, "failed", error="stopped: the worker process received SIGTERM")
@@ -190,6 +222,7 @@ def _run_job(store: Store, job_id: str, beat: _Heartbeat, debug: bool, job, echo
             store.finish(job_id, "failed", error=_message(exc, debug))
     finally:
         beat.job_id = None
+        gate.give_back()
         store.let_go(job_id)
 
 

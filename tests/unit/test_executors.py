@@ -6,6 +6,7 @@ step announces itself in a file and then waits for a release file the test write
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -137,11 +138,13 @@ def test_a_worker_can_be_cancelled_and_a_killed_one_is_marked_failed(store, tmp_
         pid = store.get(killed).pid
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: store.get(cancelled).status == "cancelled", what="the cancelled run to stop")
-        wait_for(lambda: [w.poll() for w in workers if w.pid == pid] != [None], what="the killed worker")
-        assert store.get(killed).status == "running"  # nobody has looked yet
-        assert store.reap() == [killed]
+        # the worker's watcher reaps the killed process and records how it ended, as an out-of-memory kill
+        wait_for(lambda: store.get(killed).done, what="the killed worker's run to be recorded")
         dead = store.get(killed)
-        assert dead.status == "failed" and f"worker process {pid} exited" in dead.error
+        assert dead.status == "failed"
+        assert dead.error.startswith(f"worker process {pid} exited without reporting: killed by SIGKILL")
+        assert re.search(r"at a peak memory of [\d,]+ MiB$", dead.error), dead.error
+        assert store.reap() == []  # nothing left for a reap
         assert store.get(cancelled).error == "cancelled by the user"
         # cancelling a finished run is refused with one line
         assert cli_main(["cancel", cancelled, "--store", str(store.root)]) == 2
