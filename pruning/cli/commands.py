@@ -275,15 +275,22 @@ def report(args: Namespace) -> None:
     out = Path(args.out)
     if out.is_dir():
         raise UserError(f"--out '{out}' is a folder; give the report a file name, e.g. {out / 'report.html'}")
+    if bool(args.run_ids) == args.all:
+        raise UserError("give the run ids to report, or --all for every succeeded run (not both)")
     store = Store(args.store)
-    records = [_record(store, i) for i in args.run_ids]
+    records = store.runs(status="succeeded") if args.all else [_record(store, i) for i in args.run_ids]
+    if not records:
+        raise UserError(f"no succeeded runs in {store.root} to report; run `python -m pruning demo` first")
+    analyses = store.runs(status="succeeded", kind="sensitivity")
     try:
-        html_report.write(records, out)
+        html_report.write(records, out, analyses)
     except OSError as exc:
         raise UserError(
             f"could not write the report to '{out}' ({exc.strerror or exc}); choose another --out"
         ) from exc
     output.say(args.out)
+    if args.pdf:
+        output.say(html_report.pdf(out, args.pdf))
 
 
 def demo(args: Namespace) -> None:

@@ -128,8 +128,12 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(func=commands.demo)
     report = sub.add_parser("report", parents=[common], help="HTML report of runs")
-    report.add_argument("run_ids", nargs="+")
+    report.add_argument("run_ids", nargs="*", help="the runs to report (or --all)")
+    report.add_argument("--all", action="store_true", help="every succeeded run of the store")
     report.add_argument("--out", required=True)
+    report.add_argument(
+        "--pdf", metavar="FILE", help="also print it to a PDF (needs chromium and Playwright)"
+    )
     report.set_defaults(func=commands.report)
     analysis = argparse.ArgumentParser(add_help=False, parents=[source])
     analysis.add_argument("--method", required=True)

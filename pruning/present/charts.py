@@ -114,7 +114,7 @@ def accuracy_vs_size(
         fig.update_xaxes(type="log")
     if metric == "perplexity":  # perplexity spans orders of magnitude as sparsity grows
         fig.update_yaxes(type="log")
-    return fig
+    return legible(fig)  # the dense line's label and the legend clear of the curves
 
 
 def _dense_marker(fig: go.Figure, data: pd.DataFrame, x: str, axis: Axis, metric: str) -> None:
@@ -254,3 +254,60 @@ def sensitivity_curves(
     fig.update_xaxes(title="sparsity of that layer alone", range=[0, 1])
     fig.update_layout(yaxis_title=title, legend_title_text="layer", margin={"t": 30})
     return fig
+
+
+def accuracy_vs_sparsity(runs: pd.DataFrame) -> go.Figure:
+    """The task's metric against the achieved sparsity: one curve per method (and schedule /
+    fine-tuning), the dense model as a dashed line. `runs` is `views.runs_frame` of one model's runs."""
+    data = runs[runs["status"] == "succeeded"].dropna(subset=["sparsity", "metric"])
+    metric = str(data["metric_name"].iloc[0]) if len(data) else "accuracy"
+    fig = go.Figure()
+    colors = _colors(data["curve"])
+    for curve, points in data.groupby("curve", sort=True):
+        points = points.sort_values("sparsity")
+        fig.add_trace(
+            go.Scatter(
+                x=points["sparsity"],
+                y=points["metric"],
+                mode="lines+markers",
+                name=str(curve),
+                line={"color": colors[curve]},
+                hovertext=points["hover"] + "<br>" + points["honest_label"].fillna(""),
+                meta=metric,
+                hovertemplate=HOVER.replace("x %{x:,.4g}", "sparsity %{x:.1%}"),
+            )
+        )
+    if len(data):
+        dense = float(data["metric_dense"].median())
+        fig.add_hline(y=dense, line={"dash": "dash", "color": "grey"}, annotation_text=f"dense {metric}")
+    fig.update_xaxes(title="sparsity (share of prunable weights zeroed or removed)", tickformat=".0%")
+    fig.update_layout(yaxis_title=f"test {metric}", legend_title_text="curve", margin={"t": 30})
+    if metric == "perplexity":
+        fig.update_yaxes(type="log")
+    return legible(fig)
+
+
+def legible(fig: go.Figure) -> go.Figure:
+    """Labels that never overlap: tick labels tilt and push the margins out when long, the legend sits
+    below the plot, and the dense line's label, drawn where the curves end, moves into the right margin.
+    Returns `fig`, changed in place."""
+    fig.update_xaxes(automargin=True, tickangle=-35 if _long_ticks(fig) else None)
+    fig.update_yaxes(automargin=True)
+    right = 30
+    for note in fig.layout.annotations or ():
+        if note.xref in ("x domain", "paper") and str(note.text or "").startswith("dense "):
+            # the dense line's label sat where the curves end: it moves into the right margin, beside
+            # the line (the legend is below the plot)
+            note.update(x=1, xanchor="left", xshift=4, yanchor="middle", showarrow=False)
+            right = max(right, 8 * len(str(note.text)) + 10)
+    if sum(1 for trace in fig.data if trace.showlegend is not False) > 1:
+        below = {"orientation": "h", "yanchor": "top", "y": -0.25, "xanchor": "left", "x": 0}
+        fig.update_layout(legend=below, margin={"b": 140})
+    fig.update_layout(margin={"r": right})
+    return fig
+
+
+def _long_ticks(fig: go.Figure) -> bool:
+    """Whether the figure's categorical x labels are many or long enough to collide lying flat."""
+    labels = [str(x) for trace in fig.data if trace.type == "heatmap" for x in (trace.x or ())]
+    return len(labels) > 6 and max(map(len, labels), default=0) * len(labels) > 120

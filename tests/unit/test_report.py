@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import re
 from pathlib import Path
 
@@ -25,22 +27,54 @@ def lab(tmp_path_factory) -> Path:
     with Store(root) as store:
         submit.submit(store, CONFIGS)
         # a run recorded before its weights file vanished: submit would refuse it up front
-        failing = store.create_run(CONFIGS[0].replace(weights="missing.safetensors").to_dict())
+        failing = store.create_run(CONFIGS[0].replace(weights=str(root / "missing.safetensors")).to_dict())
         executors.execute(store, [failing])
+        config = submit.analysis_config("mlp-digits", "magnitude")
+        submit.submit_analysis(store, config, levels=(0.5, 0.9), executor="inline")
     return root
 
 
-def test_report_is_self_contained_and_honest(lab: Path, tmp_path: Path) -> None:
+def _embedded_plotly(html: str) -> bytes:
+    (packed,) = re.findall(r"<script type='application/octet-stream' id='plotly-js'>([^<]+)</script>", html)
+    return gzip.decompress(base64.b64decode(packed))
+
+
+def test_report_is_self_contained_small_and_honest(lab: Path, tmp_path: Path) -> None:
     with Store(lab) as store:
         records = store.runs()
-    html = report.write(records, tmp_path / "out" / "report.html").read_text()
-    assert html.count("<script") >= 3 and "Plotly.newPlot" in html
-    assert not re.search(r"<(script|link)[^>]*(src|href)=[\"']?https?:", html)  # opens offline
-    assert html.count("plotly.js v") == 1  # the library inlined once, not per chart
+        analyses = store.runs(kind="sensitivity")
+    html = report.write(records, tmp_path / "out" / "report.html", analyses).read_text()
+    assert _embedded_plotly(html) == report.PLOTLY_JS.read_bytes()  # plotly.js, once, gzipped
+    assert html.count("id='plotly-js'") == 1 and "Plotly.newPlot" in html
+    assert not re.search(r"<(script|link|img)[^>]*(src|href)=[\"']?https?:", html)  # opens offline
+    assert len(html.encode()) < 0.5 * report.PLOTLY_JS.stat().st_size  # smaller than plotly.js alone
     for record in records:
         assert record.id in html
     assert "masked: not faster" in html
-    assert "does not exist" in html  # the failed run says why
+    assert "missing.safetensors&#x27; does not exist" in html  # the failed run says why, without its folder
+    assert str(lab) not in html and str(Path.home()) not in html and "/tmp/" not in html
+    charts = re.findall(r"<div class='chart' data-name='([^']+)'>", html)
+    assert charts == [f"mlp-digits-{c}" for c in ("sparsity", "size", "layers", "sensitivity")]
+    assert html.count("saveChart(this, 'png')") == html.count("saveChart(this, 'svg')") == len(charts)
+    assert "Zeroing 50% of mlp-digits&#x27; prunable weights (magnitude) leaves them masked" in html
+    assert "it is not made faster;" in html and "faster on this CPU" not in html  # all masked
+    assert "Pruning one layer alone to 90%" in html  # the analysis, in words
+
+
+def test_paths_are_cut_to_file_names() -> None:
+    text = "weights file /home/ana/models/cnn.safetensors does not exist (C:\\lab\\x.pt, 'rel/a.npz')"
+    assert report.without_paths(text) == "weights file cnn.safetensors does not exist (x.pt, 'rel/a.npz')"
+
+
+def test_model_names_and_errors_are_escaped(tmp_path: Path) -> None:
+    with Store(tmp_path / "lab") as store:
+        bad = store.create_run(
+            {"model": "<img src=x onerror=alert(1)>", "method": "magnitude", "sparsity": 0.5}
+        )
+        store.finish(bad, "failed", error="<script>alert(1)</script>")
+        html = report.render([store.get(bad)])
+    assert "<img src=x" not in html and "<script>alert" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
 
 
 @pytest.mark.slow  # a CLI subprocess: Python and torch start-up
@@ -51,5 +85,10 @@ def test_cli_report(lab: Path, tmp_path: Path, cli) -> None:
     done = cli("report", *ids, "--out", str(out), "--store", str(lab))
     assert done.returncode == 0, done.stderr
     assert all(i in out.read_text() for i in ids)
+    everything = cli("report", "--all", "--out", str(out), "--store", str(lab))
+    assert everything.returncode == 0, everything.stderr
+    assert all(r.id in out.read_text() for r in Store(lab).runs(status="succeeded"))
+    both = cli("report", ids[0], "--all", "--out", str(out), "--store", str(lab))
+    assert both.returncode != 0 and "or --all for every succeeded run (not both)" in both.stderr
     missing = cli("report", "no-such-run", "--out", str(out), "--store", str(lab))
     assert missing.returncode != 0 and "no run 'no-such-run'" in missing.stderr
