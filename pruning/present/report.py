@@ -220,20 +220,22 @@ def pdf(report_html: str | Path, out: str | Path, chromium: str = CHROMIUM) -> P
         raise UserError("a PDF needs Playwright: pip install -r requirements-dev.txt") from None
     if not Path(chromium).is_file():
         raise UserError(f"a PDF needs chromium at {chromium}: apt-get install -y chromium")
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
-            page.route(
-                "**/*",
-                lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort(),
-            )
-            page.goto(Path(report_html).resolve().as_uri())
-            page.wait_for_selector("body[data-ready='1']", timeout=120_000)
-            page.emulate_media(media="print")
-            page.pdf(path=str(out), format="A4", print_background=True, scale=0.7)
+            page.route("**/*", lambda r: r.continue_() if r.request.url.startswith("file:") else r.abort())
+            return print_pdf(page, report_html, out)
         finally:
             browser.close()
+
+
+def print_pdf(page: Any, report_html: str | Path, out: str | Path) -> Path:
+    """Open a written report in a Playwright `page` of chromium, wait for its charts, print it to `out`."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    page.goto(Path(report_html).resolve().as_uri())
+    page.wait_for_selector("body[data-ready='1']", timeout=120_000)
+    page.emulate_media(media="print")
+    page.pdf(path=str(out), format="A4", print_background=True, scale=0.7)
     return out
