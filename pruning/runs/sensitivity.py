@@ -9,6 +9,12 @@ is cached in the store, keyed by everything that determines it, so asking again 
 Allocation: given a global target, choose one accuracy-drop tolerance for all layers
 (by bisection) and give each layer the highest level whose measured drop stays within
 it (interpolated between grid levels); the result lands on the target by weight count.
+
+OWL (outlier-weighed layerwise sparsity, Yin et al., 2024), for language models above all: a
+layer's outlier ratio is the share of its Wanda scores |W_ij| * ||X_j|| above `threshold` times
+their mean (computed per transformer block, the block's layers pooled, as in the paper's code);
+sparsity is lowered where outliers are many and raised where they are few, within +-`limit` of
+the target, and lands on the target by weight count. It needs one calibration pass, no grid.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ import torch
 
 from pruning.core import lab, models
 from pruning.core import masks as masking
+from pruning.core.methods.criteria import input_norms
+from pruning.core.methods.sparsegpt import block_groups
 from pruning.core.progress import Progress, no_progress
 from pruning.errors import UserError
 from pruning.runs.config import RunConfig
@@ -213,3 +221,56 @@ def allocate(sensitivity: Sensitivity, target: float) -> dict[str, float]:
     gap = pruned(above) - pruned(below)
     weight = (target - pruned(below)) / gap if gap > 0 else 1.0
     return {n: round(below[n] + weight * (above[n] - below[n]), 4) for n in counts}
+
+
+OWL_THRESHOLD = 5.0  # the paper's M: an outlier scores above M times its block's mean
+OWL_LIMIT = 0.08  # the paper's lambda: how far a layer's sparsity may move from the target
+OWL_BATCHES = 4
+
+
+def outlier_ratios(loaded: Loaded, threshold: float = OWL_THRESHOLD) -> dict[str, float]:
+    """Each prunable layer's share of outlier Wanda scores (pooled over its transformer block),
+    from calibration batches of the model's own training data (the dense model)."""
+    layers = loaded.layers
+    with torch.no_grad():
+        norms = input_norms(loaded.model, layers, loaded.ctx, OWL_BATCHES)
+    ratios = {}
+    for group in block_groups(loaded.model, layers):
+        scores = torch.cat([(layers[n].weight.detach().abs() * norms[n]).flatten() for n in group])
+        ratio = float((scores > threshold * scores.mean()).float().mean())
+        ratios.update({name: ratio for name in group})
+    return ratios
+
+
+def allocate_owl(
+    ratios: Mapping[str, float],
+    counts: Mapping[str, int],
+    target: float,
+    limit: float = OWL_LIMIT,
+) -> dict[str, float]:
+    """Per-layer sparsities from outlier ratios: ratios scaled to [0, 2 * limit], and each layer's
+    sparsity the target minus its scaled ratio plus a common shift that lands the weight count on
+    the target (the paper's mean centring, weighted by layer size), each kept within [0, 0.99]."""
+    target = masking.validate_sparsity(target, "target sparsity")
+    low, high = min(ratios.values()), max(ratios.values())
+    spread = {n: 2 * limit * (r - low) / (high - low) if high > low else 0.0 for n, r in ratios.items()}
+    total = sum(counts.values())
+
+    def levels(shift: float) -> dict[str, float]:
+        return {n: min(max(target - spread[n] + shift, 0.0), 0.99) for n in counts}
+
+    def pruned(shift: float) -> float:
+        return sum(counts[n] * s for n, s in levels(shift).items()) / total
+
+    below, above = -1.0, 1.0 + 2 * limit  # pruned() grows with the shift from 0 to 0.99
+    for _ in range(60):
+        mid = (below + above) / 2
+        below, above = (below, mid) if pruned(mid) >= target else (mid, above)
+    return {n: round(s, 4) for n, s in levels(above).items()}
+
+
+def owl(config: RunConfig, target: float, threshold: float = OWL_THRESHOLD, limit: float = OWL_LIMIT):
+    """OWL's per-layer sparsities for `config.model` (its weights, data, seed) at `target`."""
+    loaded = load(config.replace(method="magnitude", sparsity=0.0, layer_sparsity=(), options=()))
+    counts = {name: layer.weight.numel() for name, layer in loaded.layers.items()}
+    return allocate_owl(outlier_ratios(loaded, threshold), counts, target, limit)

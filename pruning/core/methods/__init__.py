@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pruning.core.methods.base import Context, Method, Param, Pruning, Target
-from pruning.core.methods.criteria import Lamp, Snip, Wanda
+from pruning.core.methods.criteria import Lamp, Snip, Wanda, WandaNM
 from pruning.core.methods.nm import NM
+from pruning.core.methods.sparsegpt import SparseGPT, SparseGPTNM
 from pruning.core.methods.structured import BNScale, L1Channel, L2Channel, RandomChannel, TaylorChannel
 from pruning.core.methods.unstructured import Magnitude, Random, Taylor
 from pruning.errors import UserError
@@ -18,7 +19,10 @@ METHODS: dict[str, Method] = {
         Snip(),
         Lamp(),
         Wanda(),
+        SparseGPT(),
         NM(),
+        WandaNM(),
+        SparseGPTNM(),
         L1Channel(),
         L2Channel(),
         TaylorChannel(),

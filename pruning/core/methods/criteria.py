@@ -1,4 +1,4 @@
-"""More element-wise criteria from the literature: SNIP, LAMP and Wanda.
+"""More element-wise criteria from the literature: SNIP, LAMP and Wanda (and its N:M variant).
 
 Each returns scores shaped like the layer's weight (higher = keep); the run's
 `scope` then decides whether they are compared across the whole model or
@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from pruning.core.masks import Projection, transposed
-from pruning.core.methods.base import Context, Method, Param, calibration_batches
+from pruning.core.methods.base import Context, Method, Param, Target, calibration_batches
+from pruning.core.methods.nm import NM
 from pruning.core.methods.unstructured import BATCHES, accumulate_gradients
 
 TINY = 1e-30  # guards 0/0 in all-zero layers; such weights score 0 (pruned first)
@@ -147,18 +148,95 @@ def input_norms(
     return norms
 
 
+def layer_levels(sizes: Mapping[str, int], target: Target) -> dict[str, float]:
+    """Each layer's sparsity when every layer is pruned on its own (`sizes`: their numbers of weights):
+    an override's level, else the target; under a global scope the layers without an override share
+    the level that brings the model's total to the target (the target itself without overrides)."""
+    levels = {name: target.overrides.get(name, target.sparsity) for name in sizes}
+    free = [name for name in sizes if name not in target.overrides]
+    if target.scope == "global" and target.overrides and free:
+        fixed = sum(round(target.overrides[n] * sizes[n]) for n in target.overrides if n in sizes)
+        left = round(target.sparsity * sum(sizes.values())) - fixed
+        level = min(max(left / sum(sizes[n] for n in free), 0.0), 1.0)
+        levels.update({name: level for name in free})
+    return levels
+
+
+class RowScores(dict):
+    """Scores shaped like each weight, with the names of the layers whose outputs run along dim 1
+    (transformers' Conv1D stores (inputs, outputs)): per-output groups are columns there."""
+
+    def __init__(self, scores: Mapping[str, torch.Tensor], outputs_on_columns: set[str]):
+        super().__init__(scores)
+        self.outputs_on_columns = outputs_on_columns
+
+
+def select_rows(scores: Mapping[str, torch.Tensor], levels: Mapping[str, float]) -> dict[str, torch.Tensor]:
+    """Keep-masks pruning the lowest scores of every output row: each layer loses exactly
+    round(level * numel) weights, spread so that every row loses the same count to within one."""
+    flipped = getattr(scores, "outputs_on_columns", set())
+    masks = {}
+    for name, s in scores.items():
+        upright = s.T if name in flipped else s
+        rows = upright.reshape(upright.shape[0], -1)
+        count = round(levels[name] * rows.numel())
+        per_row = torch.full((rows.shape[0],), count // rows.shape[0], device=s.device)
+        per_row[: count % rows.shape[0]] += 1
+        order = rows.float().argsort(dim=1, stable=True)
+        goes = torch.arange(rows.shape[1], device=s.device).unsqueeze(0) < per_row.unsqueeze(1)
+        keep = torch.ones_like(rows, dtype=torch.bool).scatter_(1, order, ~goes)
+        masks[name] = keep.T.contiguous() if name in flipped else keep.view_as(s)
+    return masks
+
+
+def wanda_scores(model, layers, ctx, batches) -> RowScores:
+    norms = input_norms(model, layers, ctx, batches)
+    scores = {name: m.weight.detach().abs() * norms[name] for name, m in layers.items()}
+    return RowScores(scores, {name for name, m in layers.items() if transposed(m)})
+
+
+GROUPS = Param(
+    "groups",
+    "choice",
+    "row",
+    "which weights are compared: within each output row (the paper's choice) or as the run's scope says",
+    choices=("row", "scope"),
+)
+
+
 @dataclass(frozen=True)
 class Wanda(Method):
     id: str = "wanda"
     label: str = "Wanda (|W| x input norm)"
     needs_data: bool = True
-    params: tuple[Param, ...] = field(default=(BATCHES,))
+    params: tuple[Param, ...] = field(default=(BATCHES, GROUPS))
     description: str = (
-        "|W_ij| * ||X_j||_2 with input-activation norms from calibration batches (Sun et al., 2023). "
-        "The paper compares weights within each output row; here the run's scope decides "
-        "(scope=layer is the closest)."
+        "|W_ij| * ||X_j||_2 with input-activation norms from calibration batches of the task's own data "
+        "(Sun et al., 2023), compared within each output row as in the paper (groups=row: every row "
+        "loses the same share, a layer's share as the scope and overrides set it) or as the run's "
+        "scope says (groups=scope)."
     )
 
     def importance(self, model, layers, ctx, options):
-        norms = input_norms(model, layers, ctx, options["batches"])
-        return {name: m.weight.detach().abs() * norms[name] for name, m in layers.items()}
+        return wanda_scores(model, layers, ctx, options["batches"])
+
+    def select(self, scores, target: Target, options) -> dict[str, torch.Tensor]:
+        if options["groups"] == "scope":
+            return super().select(scores, target, options)
+        return select_rows(scores, layer_levels({name: s.numel() for name, s in scores.items()}, target))
+
+
+@dataclass(frozen=True)
+class WandaNM(NM):
+    id: str = "wanda-nm"
+    label: str = "Wanda N:M (2:4, 4:8)"
+    needs_data: bool = True
+    params: tuple[Param, ...] = field(default=(*NM().params, BATCHES))
+    description: str = (
+        "Keep the n highest |W_ij| * ||X_j||_2 of every m consecutive input weights (Sun et al., 2023's "
+        "N:M variant); the sparsity is 1 - n/m on every layer that fits the pattern."
+    )
+
+    def importance(self, model, layers, ctx, options):
+        fits = super().importance(model, layers, ctx, options)  # refuses a model with no layer that fits
+        return dict(wanda_scores(model, {name: layers[name] for name in fits}, ctx, options["batches"]))

@@ -1,0 +1,141 @@
+"""SparseGPT: reconstruction against magnitude on a layer with known inputs, exact targets, valid
+N:M groups, transformers' Conv1D, and a layer-sequential pass that reads the pruned layers' outputs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from pruning.core import methods
+from pruning.core.data import Split
+from pruning.core.methods import Context, Target
+from pruning.core.methods.criteria import layer_levels
+from pruning.core.methods.sparsegpt import sequential
+
+
+def correlated_inputs(n: int = 512, features: int = 32, seed: int = 0) -> torch.Tensor:
+    """Inputs with unequal, correlated features: what makes reconstruction beat plain magnitude."""
+    g = torch.Generator().manual_seed(seed)
+    mixing = torch.randn(features, features, generator=g) * torch.linspace(0.1, 3.0, features)
+    return torch.randn(n, features, generator=g) @ mixing
+
+
+def single_layer(seed: int = 0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(32, 24)).eval()
+
+
+def pruned(method_id: str, model: nn.Module, x: torch.Tensor, sparsity: float, **options) -> nn.Module:
+    method = methods.get(method_id)
+    options = method.options({"samples": len(x), **options} if method.needs_data else options)
+    ctx = Context(Split(x, torch.zeros(len(x), dtype=torch.long)))
+    scores = method.importance(model, dict(model.named_children()), ctx, options)
+    return method.prune(model, scores, Target(sparsity, "layer"), ctx, options, x[:2]).model
+
+
+def error(dense: nn.Module, sparse: nn.Module, x: torch.Tensor) -> float:
+    w, w2 = dense[0].weight.detach(), sparse[0].weight.detach()
+    return float(torch.linalg.norm(w @ x.T - w2 @ x.T))
+
+
+@pytest.mark.parametrize("sparsity", [0.5, 0.7])
+def test_reconstruction_error_is_below_magnitudes_at_the_exact_same_count(sparsity):
+    x = correlated_inputs()
+    dense = single_layer()
+    ours = pruned("sparsegpt", dense, x, sparsity)
+    magnitude = pruned("magnitude", dense, x, sparsity)
+    zeros = int((ours[0].weight == 0).sum())
+    assert zeros == round(sparsity * 24 * 32) == int((magnitude[0].weight == 0).sum())
+    assert error(dense, ours, x) < 0.8 * error(dense, magnitude, x)
+    assert torch.equal(dense[0].weight, single_layer()[0].weight)  # the dense model is left as it was
+
+
+@pytest.mark.parametrize("n, m", [(2, 4), (4, 8)])
+def test_nm_groups_are_valid_and_reconstruct_better_than_magnitude(n, m):
+    x = correlated_inputs()
+    dense = single_layer()
+    ours = pruned("sparsegpt-nm", dense, x, 1 - n / m, n=n, m=m)
+    magnitude = pruned("nm", dense, x, 1 - n / m, n=n, m=m)
+    kept = (ours[0].weight != 0).reshape(24, -1, m).sum(-1)
+    assert (kept == n).all()  # n of every m consecutive inputs of every output
+    assert error(dense, ours, x) < error(dense, magnitude, x)
+
+
+def test_conv1d_is_pruned_as_the_linear_layer_it_transposes():
+    from transformers.pytorch_utils import Conv1D
+
+    x = correlated_inputs(features=32)
+    linear = single_layer()
+    conv = nn.Sequential(Conv1D(24, 32)).eval()
+    with torch.no_grad():
+        conv[0].weight.copy_(linear[0].weight.T)
+        conv[0].bias.copy_(linear[0].bias)
+    a, b = pruned("sparsegpt", linear, x, 0.6), pruned("sparsegpt", conv, x, 0.6)
+    torch.testing.assert_close(b[0].weight.T, a[0].weight, atol=1e-5, rtol=1e-4)
+    c = pruned("sparsegpt-nm", conv, x, 0.5)
+    assert ((c[0].weight != 0).T.reshape(24, -1, 4).sum(-1) == 2).all()  # groups run down dim 0
+
+
+def test_a_global_target_with_overrides_lands_on_the_total():
+    sizes = {"a": 1000, "b": 3000, "c": 6000}
+    levels = layer_levels(sizes, Target(0.6, "global", {"a": 0.9}))
+    assert levels["a"] == 0.9 and levels["b"] == levels["c"]
+    assert sum(round(levels[k] * v) for k, v in sizes.items()) == pytest.approx(6000, abs=2)
+    assert layer_levels(sizes, Target(0.6, "layer", {"a": 0.9})) == {"a": 0.9, "b": 0.6, "c": 0.6}
+
+
+class Block(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = nn.Linear(8, 16), nn.Linear(16, 8)
+
+    def forward(self, x):
+        return x + self.down(torch.relu(self.up(x)))
+
+
+class Stack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block() for _ in range(2))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def hessian_from_full_pass(model: nn.Module, layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    seen = []
+    handle = layer.register_forward_pre_hook(
+        lambda m, args: seen.append(args[0].reshape(-1, args[0].shape[-1]))
+    )
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    inputs = torch.cat(seen)
+    return 2 * inputs.T @ inputs / len(inputs)
+
+
+@pytest.mark.parametrize(
+    "build", [Stack, lambda: nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 3))]
+)
+def test_each_layer_sees_the_outputs_of_the_layers_pruned_before_it(build):
+    torch.manual_seed(0)
+    model = build().eval()
+    x = torch.randn(40, 8)
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    names = []
+    with torch.no_grad():
+        for name, layer, hessian in sequential(model, layers, [x[:25], x[25:]]):
+            # what a full pass through the model as it is now (earlier layers pruned) feeds this layer
+            torch.testing.assert_close(hessian, hessian_from_full_pass(model, layer, x), atol=1e-4, rtol=1e-4)
+            layer.weight.mul_(torch.rand(layer.weight.shape) > 0.5)  # prune it before the next is read
+            names.append(name)
+    assert names == list(layers)  # every layer once, in model order
+    torch.manual_seed(0)
+    dense = build().eval()  # the same weights, unpruned: its last layer's inputs differ
+    last = list(layers)[-1]
+    dense_hessian = hessian_from_full_pass(dense, dict(dense.named_modules())[last], x)
+    assert not torch.allclose(hessian_from_full_pass(model, layers[last], x), dense_hessian, atol=1e-3)
