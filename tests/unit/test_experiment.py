@@ -137,7 +137,8 @@ def test_latency_is_measured_dense_and_pruned_in_the_same_run():
     result = experiment.run_one(prep, experiment.importance(prep), prep.config)
     latency = result.latency_ms
     assert latency.batch_size == 16 and latency.dense > 0 and latency.pruned > 0
-    assert latency.speedup == pytest.approx(latency.dense / latency.pruned)
+    # the speedup is the median of interleaved rounds' ratios, inside its own 90% interval
+    assert latency.rounds >= 5 and latency.low <= latency.speedup <= latency.high
 
 
 def test_the_last_run_prunes_the_dense_model_itself_unless_latency_compares_the_two():

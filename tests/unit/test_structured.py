@@ -8,7 +8,7 @@ import textwrap
 import pytest
 import torch
 
-from pruning.core import masks, measure, methods, models, structured
+from pruning.core import latency, masks, measure, methods, models, structured
 from pruning.errors import UserError
 from pruning.runs import experiment
 from pruning.runs.config import RunConfig
@@ -265,7 +265,11 @@ def test_latency_says_whether_a_removed_model_is_overhead_bound(
     prepared, monkeypatch, method_id, pruned_ms, verdict
 ):
     # A fixed clock in place of the timer, so the label does not depend on how busy the machine is.
-    monkeypatch.setattr(measure, "latency_ms", lambda models, example: {"dense": 4.0, "pruned": pruned_ms})
+    ratio = 4.0 / pruned_ms
+    timing = latency.Timing(
+        {"dense": 4.0, "pruned": pruned_ms}, {"pruned": latency.Speedup(ratio, ratio, ratio)}, 5, 0.1
+    )
+    monkeypatch.setattr(latency, "compare", lambda dense, pruned, example: timing)
     prep = with_method(prepared["mlp-digits"], method_id)
     scores = experiment.importance(prep) if method_id == "magnitude" else None
     result = experiment.run_one(prep, scores, prep.config.replace(method=method_id, latency=True))
