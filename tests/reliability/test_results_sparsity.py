@@ -49,3 +49,18 @@ def test_a_pruning_that_misses_its_target_fails_the_run_naming_both_figures(monk
         match=r"^magnitude reached sparsity 0\.400, not the 0\.80 asked \(tolerance 0\.01\); lower",
     ):
         experiment.run(config)
+
+
+def test_per_layer_sparsities_that_put_the_target_out_of_reach_are_refused_before_anything_is_stored(
+    tmp_path, capsys
+):
+    # fc1 holds 19,200 of mlp-digits' 50,200 weights: kept at 0.3, the model can reach at most 0.73
+    store = tmp_path / "store"
+    argv = ["run", "--model", "mlp-digits", "--method", "magnitude", "--sparsity", "0.8"]
+    code = main([*argv, "--layer-sparsity", "fc1=0.3", "--no-latency", "--quiet", "--store", str(store)])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and not store.exists()
+    assert lines == [
+        "error: with these per-layer sparsities the model's sparsity can only be between 0.11 and 0.73, "
+        "not 0.80: change --sparsity or the per-layer values"
+    ]

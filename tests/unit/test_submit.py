@@ -20,7 +20,7 @@ def store(store_dir):
 
 
 def test_inline_submission_runs_everything_and_keeps_configs(store):
-    configs = [FAST, FAST.replace(sparsity=0.8, layer_sparsity=(("fc1", 0.3),))]
+    configs = [FAST, FAST.replace(sparsity=0.6, layer_sparsity=(("fc1", 0.3),))]
     ids = submit.submit(store, configs)
     records = [store.get(i) for i in ids]
     assert [r.status for r in records] == ["succeeded", "succeeded"]
