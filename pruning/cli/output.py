@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from pruning.present import views
 from pruning.runs.result import RunResult
 
 _stdout = sys.stdout  # where `say` writes: the real standard output while `own_stdout` is active
@@ -81,7 +82,7 @@ def print_result(result: RunResult) -> None:
     """A run's result in a few lines: the four honest numbers and the accuracy path."""
     d, p, lat = result.dense, result.pruned, result.latency_ms
     kind = "removed" if p.removed else "masked (zeros stored; not faster)"
-    speed = f"{lat.speedup:.2f}x measured" if lat.speedup else "not measured"
+    speed = views.speedup_text(result)
     say(
         f"{result.run_id}  {result.model}  {result.method}  sparsity {result.sparsity:.3f} "
         f"(target {result.target_sparsity:.3f}, {kind})"
