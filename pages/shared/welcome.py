@@ -23,8 +23,8 @@ Every run shows **four numbers** side by side:
 4. **measured speedup** next to the FLOPs bound. A masked model is labelled *masked: not faster*.
 
 **What to do first:** load the demo history below (sweeps of three methods at six sparsity levels on
-two small models, fine-tuned, and one sensitivity analysis: half a minute on two idle cores, a few on a
-busy machine; its progress shows in the sidebar). Then open
+two small models, fine-tuned, and one sensitivity analysis: one to a few minutes on two cores; its progress
+shows in the sidebar). Then open
 **Compare**, **Layers**, or **Present** for the story told in slides.
 """
 
