@@ -126,3 +126,58 @@ class TinyFormer(nn.Module):
         x = self.embed(x.reshape(x.shape[0], -1, self.patch)) + self.pos
         x = self.norm(self.blocks(x))
         return self.head(x.mean(dim=1))
+
+
+class CausalAttention(nn.Module):
+    """Multi-head causal self-attention with a fused qkv projection (GPT-2's layout, as nn.Linear)."""
+
+    def __init__(self, dim: int, num_heads: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, n, _ = x.shape
+        inner = self.qkv.out_features // 3
+        qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, inner // self.num_heads)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        out = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+        return self.proj(out.transpose(1, 2).reshape(b, n, inner))
+
+
+class DecoderBlock(nn.Module):
+    """A pre-norm decoder block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, dim: int, num_heads: int, hidden: int):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = CausalAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class CharLM(nn.Module):
+    """A small decoder-only character language model: token ids (batch, positions) in, next-token
+    logits (batch, positions, vocabulary) out. The output layer reuses the input embedding (tied) and
+    is no layer of its own: as in the SparseGPT and Wanda papers, the embedding stays dense and the
+    prunable weights are the blocks' Linear layers."""
+
+    def __init__(self, vocab: int = 66, dim: int = 160, depth: int = 4, heads: int = 4, context: int = 128):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.pos = nn.Parameter(torch.zeros(1, context, dim))
+        self.blocks = nn.ModuleList(DecoderBlock(dim, heads, 4 * dim) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.pos, std=0.02)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids) + self.pos[:, : ids.shape[1]]
+        for block in self.blocks:
+            x = block(x)
+        return nn.functional.linear(self.norm(x), self.embed.weight)

@@ -62,5 +62,13 @@ SAMPLE_MODELS: dict[str, SampleModel] = {
             "mnist1d",
             {"epochs": 40, "lr": 3e-3, "batch_size": 128, "weight_decay": 1e-2},
         ),
+        SampleModel(
+            "charlm-shakespeare",
+            "decoder-only character transformer (1.3M params) on Shakespeare's plays",
+            arch.CharLM,
+            "shakespeare",
+            # One pass over the training plays: a few minutes on one CPU thread.
+            {"epochs": 1, "lr": 3e-3, "batch_size": 32, "weight_decay": 1e-2},
+        ),
     ]
 }

@@ -2,7 +2,8 @@
 
     python -m sample_models.train [MODEL_ID ...]
 
-Seeded, single-threaded for reproducibility; prints each model's test accuracy.
+Seeded, single-threaded for reproducibility; prints each model's test metric (accuracy, or perplexity for
+the language model) and its training time.
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ def train(model_id: str) -> dict:
     model = spec.build()
     dataset = data.load(spec.dataset)
     start = time.perf_counter()
-    fit(model, dataset.train, TrainConfig(**spec.recipe), seed=0)
+    fit(model, dataset.train, TrainConfig(**spec.recipe), seed=0, task=dataset.task)
     seconds = time.perf_counter() - start
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     save_file(state, spec.weights)
-    accuracy = dataset.evaluate(model, dataset.test).metric
-    return {"model": model_id, "accuracy": round(accuracy, 4), "train_seconds": round(seconds, 1)}
+    metric = dataset.evaluate(model, dataset.test).metric
+    return {"model": model_id, dataset.task.metric: round(metric, 4), "train_seconds": round(seconds, 1)}
 
 
 if __name__ == "__main__":

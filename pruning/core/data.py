@@ -290,7 +290,17 @@ def _mnist1d(args_json: str, cache_dir: str) -> Data:
         return assemble("mnist1d", _split(x_tr, d["y"]), _split(x_te, d["y_test"]), "classification")
 
 
-DATASETS = {"digits": digits, "mnist1d": mnist1d}
+@functools.cache
+def shakespeare() -> Data:
+    """The sample language model's corpus (`sample_models/text.py`): 128-character windows of 14 of
+    Shakespeare's plays for training, a held-out play for testing; task lm."""
+    from sample_models import text
+
+    d = text.arrays()
+    return assemble("shakespeare", _split(d["x_train"], d["y_train"]), _split(d["x_test"], d["y_test"]), "lm")
+
+
+DATASETS = {"digits": digits, "mnist1d": mnist1d, "shakespeare": shakespeare}
 
 
 def _from_tuple_or_dataset(obj, what: str) -> Split | DatasetSplit:
