@@ -311,3 +311,30 @@ def _long_ticks(fig: go.Figure) -> bool:
     """Whether the figure's categorical x labels are many or long enough to collide lying flat."""
     labels = [str(x) for trace in fig.data if trace.type == "heatmap" for x in (trace.x or ())]
     return len(labels) > 6 and max(map(len, labels), default=0) * len(labels) > 120
+
+
+def allocation_bars(allocations: pd.DataFrame, target: float | None = None) -> go.Figure:
+    """Per-layer sparsity of one or more allocations (sensitivity-based, OWL, ...) side by side:
+    `allocations` has columns layer, allocation, sparsity, layers in model order; the global target
+    as a dashed line. Fixed 0..1 axis, so allocations of different runs compare by eye."""
+    fig = go.Figure()
+    names = list(dict.fromkeys(allocations["allocation"]))
+    colors = _colors(names)
+    for name in names:
+        rows = allocations[allocations["allocation"] == name]
+        fig.add_trace(
+            go.Bar(
+                x=rows["layer"],
+                y=rows["sparsity"],
+                name=str(name),
+                marker={"color": colors[name]},
+                hovertemplate="%{x}<br>sparsity %{y:.3f}<extra>" + str(name) + "</extra>",
+            )
+        )
+    if target is not None:
+        dashed = {"dash": "dash", "color": "grey"}
+        fig.add_hline(y=target, line=dashed, annotation_text=f"target {target:.0%}")
+    fig.update_layout(
+        barmode="group", yaxis={"range": [0, 1], "title": "sparsity"}, xaxis_title="layer", margin={"t": 30}
+    )
+    return legible(fig)

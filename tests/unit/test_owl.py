@@ -68,3 +68,20 @@ def test_a_layer_on_loud_inputs_keeps_more_weights(tmp_path):
     levels = owl(config, 0.5)
     assert levels["loud"] < 0.5 < levels["quiet"]
     assert (levels["loud"] + levels["quiet"]) / 2 == pytest.approx(0.5, abs=1e-4)
+
+
+def test_allocations_are_drawn_side_by_side_in_model_order_on_a_fixed_axis():
+    import pandas as pd
+
+    from pruning.present import charts
+
+    counts = {"b.0": 100, "a.1": 300, "c.2": 100}
+    owl_levels = allocate_owl({"b.0": 0.01, "a.1": 0.0, "c.2": 0.05}, counts, 0.6)
+    rows = [{"layer": n, "allocation": "OWL", "sparsity": s} for n, s in owl_levels.items()]
+    rows += [{"layer": n, "allocation": "uniform", "sparsity": 0.6} for n in counts]
+    figure = charts.allocation_bars(pd.DataFrame(rows), target=0.6)
+    assert [t.name for t in figure.data] == ["OWL", "uniform"]
+    assert list(figure.data[0].x) == ["b.0", "a.1", "c.2"]  # model order, not sorted
+    assert list(figure.data[0].y) == [owl_levels[n] for n in counts]
+    assert tuple(figure.layout.yaxis.range) == (0, 1)
+    assert figure.layout.shapes[0].y0 == 0.6 and figure.layout.barmode == "group"

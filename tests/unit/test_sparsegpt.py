@@ -139,3 +139,24 @@ def test_each_layer_sees_the_outputs_of_the_layers_pruned_before_it(build):
     last = list(layers)[-1]
     dense_hessian = hessian_from_full_pass(dense, dict(dense.named_modules())[last], x)
     assert not torch.allclose(hessian_from_full_pass(model, layers[last], x), dense_hessian, atol=1e-3)
+
+
+def test_gpt2_blocks_replayed_from_their_recorded_arguments_see_what_a_full_pass_sees():
+    import transformers
+
+    from pruning.core.masks import prunable_layers
+
+    torch.manual_seed(0)
+    config = transformers.GPT2Config(vocab_size=64, n_positions=32, n_embd=32, n_layer=2, n_head=4)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    ids = torch.randint(0, 64, (6, 16))
+    layers = prunable_layers(model)  # 4 Conv1D per block, then the tied head
+    seen = []
+    with torch.no_grad():
+        for name, layer, hessian in sequential(model, layers, [ids[:4], ids[4:]]):
+            torch.testing.assert_close(
+                hessian, hessian_from_full_pass(model, layer, ids), atol=1e-4, rtol=1e-4
+            )
+            layer.weight.mul_(torch.rand(layer.weight.shape) > 0.5)
+            seen.append(name)
+    assert seen == list(layers) and seen[-1] == "lm_head"
