@@ -22,13 +22,23 @@ model = a.selectbox(
     "Model",
     runs["model"].value_counts().index.tolist(),
     key="compare_model",
+    bind="query-params",
     help="accuracy is comparable only within one model and dataset",
 )
 x = b.selectbox(
-    "Size (x axis)", list(charts.X_AXES), format_func=lambda k: charts.X_AXES[k].title, key="compare_x"
+    "Size (x axis)",
+    list(charts.X_AXES),
+    format_func=lambda k: charts.X_AXES[k].title,
+    key="compare_x",
+    bind="query-params",
 )
 accuracy = c.radio(
-    "Accuracy", list(ACCURACY), format_func=ACCURACY.get, horizontal=True, key="compare_accuracy"
+    "Accuracy",
+    list(ACCURACY),
+    format_func=ACCURACY.get,
+    horizontal=True,
+    key="compare_accuracy",
+    bind="query-params",
 )
 shown = runs[runs["model"] == model]
 missing = int(shown[x].isna().sum())

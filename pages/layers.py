@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from pages.shared import jobs, routing, sources, ui
+from pages.shared import jobs, pictures, routing, sources, ui
 from pruning.core import methods
 from pruning.present import charts, views
 
@@ -11,14 +11,22 @@ routing.through_dashboard()
 st.title("Layers")
 history = jobs.store()
 records = history.runs(status="succeeded")
+record = None
 if not records:
     ui.no_runs("finished runs with per-layer results")
 else:
-    model = st.selectbox("Model", list(dict.fromkeys(r.model for r in records)), key="layers_model")
+    model = st.selectbox(
+        "Model", list(dict.fromkeys(r.model for r in records)), key="layers_model", bind="query-params"
+    )
     mine = [r for r in records if r.model == model]
     labels = {r.id: views.run_label(r) for r in mine}
     ids = st.multiselect(
-        "Runs (columns)", list(labels), default=list(labels)[:20], format_func=labels.get, key="layers_runs"
+        "Runs (columns)",
+        list(labels),
+        default=list(labels)[:20],
+        format_func=labels.get,
+        key="layers_runs",
+        bind="query-params",
     )
     if ids:
         st.subheader("Sparsity per layer")
@@ -28,10 +36,14 @@ else:
         frame = views.layers_frame(history.layers(ids), labels)
         st.plotly_chart(charts.layer_heatmap(frame), key="layers_heatmap")
     st.subheader("One run")
-    record = history.get(st.selectbox("Run", list(labels), format_func=labels.get, key="layers_one"))
+    record = history.get(
+        st.selectbox("Run", list(labels), format_func=labels.get, key="layers_one", bind="query-params")
+    )
     result = views.run_result(record)
     ui.honest(result)
     st.plotly_chart(charts.layer_bars(views.result_layers_frame(result)), key="layers_bars")
+
+pictures.section(record, st.session_state.get("previewed"))
 
 st.subheader("Sensitivity")
 st.caption("Accuracy drop when only one layer is pruned, at each level, the other layers dense.")
@@ -39,7 +51,9 @@ a, b = st.columns(2)
 with a:  # its own key (and URL parameter): the Prune page's picker keeps its choice
     model = sources.model_picker(key="sensitivity_model")
 elementwise = [m for m, method in methods.METHODS.items() if method.elementwise]
-method = b.selectbox("Method", elementwise, elementwise.index("magnitude"), key="sensitivity_method")
+method = b.selectbox(
+    "Method", elementwise, elementwise.index("magnitude"), key="sensitivity_method", bind="query-params"
+)
 table = ui.sensitivity(model, method, key="analyse")
 if table is not None:
     rows = pd.DataFrame(table.rows)

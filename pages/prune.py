@@ -12,25 +12,41 @@ import os
 
 import pandas as pd
 
-from pages.shared import sources, ui
+from pages.shared import live, overrides, sources, ui
 from pages.shared.text import plain
 from pruning.core import methods
 from pruning.errors import UserError
 from pruning.present import charts, views
-from pruning.runs import cluster, limits, preview, sensitivity, submit
+from pruning.runs import cluster, limits, preview, submit
 from pruning.runs.config import SCHEDULES, RunConfig
 
+PREVIEWED = "previewed"  # session state: the config of the last preview
 
-@st.fragment  # a slider move reruns only this: the slider and the preview
-def live_preview(base: RunConfig, method: methods.Method, options: dict) -> None:
+
+def live_preview(base: RunConfig, method: methods.Method, options: dict, partial: bool) -> None:
+    """The slider, its one-shot preview and the live curve; polls while the curve is being computed."""
+    curve = live.start(base, method, options)
+    polling = curve is not None and not curve.done
+    st.fragment(run_every=live.POLL_SECONDS if polling else None)(_live)(
+        base, method, options, partial, polling
+    )
+
+
+def _live(base: RunConfig, method: methods.Method, options: dict, partial: bool, polling: bool) -> None:
+    # a fragment: a slider move (or the curve's polling) reruns only this
     fixed = method.fixed_sparsity(options) is not None
     sparsity = st.slider(
         "Sparsity", 0.0, 0.99, 0.5, 0.01, key="sparsity", bind="query-params", disabled=fixed,
         help="fraction of the prunable weights set to zero or removed" + ("; fixed by this method" * fixed),
     )  # fmt: skip
     st.caption("Live preview: one-shot prune of the cached model, no fine-tuning, latency not measured.")
+    if partial:
+        st.warning("An override is refused (see Per-layer overrides): this preview leaves it out.")
+    config = base.replace(sparsity=method.target_sparsity(options, sparsity))
+    st.session_state[PREVIEWED] = config.to_dict()  # what the Layers page draws as pictures
     try:
-        result = preview.preview(base.replace(sparsity=method.target_sparsity(options, sparsity)))
+        result = preview.preview(config)
+        samples = preview.evaluated_samples(base)
     except UserError as exc:
         st.error(plain(exc))
         return
@@ -39,55 +55,21 @@ def live_preview(base: RunConfig, method: methods.Method, options: dict) -> None
             f"Evaluated on the first {result.config['eval_samples']:,} test samples, a cap that keeps the "
             "preview interactive; full runs evaluate all of them."
         )
-    dense, pruned = result.dense, result.pruned
-    a, b, c = st.columns(3)
-    if result.metric == "accuracy":
-        change = f"{pruned.metric - dense.metric:+.2%} vs dense {dense.metric:.2%}"
-        a.metric("accuracy (pruned)", f"{pruned.metric:.2%}", change)
-    else:  # perplexity or mse: lower is better
-        change = f"{pruned.metric - dense.metric:+.4g} vs dense {dense.metric:.4g}"
-        a.metric(f"{result.metric} (pruned)", f"{pruned.metric:.4g}", change, delta_color="inverse")
-    b.metric("non-zero params", f"{pruned.nonzero_params:,}", help="counted in the pruned model")
-    c.metric("params present", f"{pruned.params:,}", help=f"dense model: {dense.params:,}")
+    live.numbers(result, samples)
     ui.honest(result, preview=True)
-    st.plotly_chart(charts.layer_sparsity(pd.DataFrame(result.layers)), key="preview_chart")
-
-
-def allocation(
-    model: str, method: methods.Method, weights: str | None, data: str | None, options: dict
-) -> dict[str, float]:
-    """'Allocate from sensitivity': per-layer sparsities for the slider's target, from the sensitivity
-    of the weights, data and options the preview uses, kept per model; they are the overrides table's
-    base values, which the user can still edit."""
-    allocated, editor = f"allocated-{model}", f"overrides-{model}"
-    if not method.elementwise:
-        st.caption(
-            f"Allocation from sensitivity prunes each layer alone, weight by weight, so it needs an "
-            f"unstructured method; {method.id} is {method.granularity}. Type overrides below instead."
-        )
-        return st.session_state.get(allocated, {})
-    table = ui.sensitivity(model, method.id, "prune_analyse", weights=weights, data=data, options=options)
-    target = st.session_state.get("sparsity", 0.5)
-    st.caption(
-        f"Allocate: per-layer sparsities that prune {target:.0%} (the Sparsity slider) of all prunable "
-        f"weights, more where {method.id}'s measured accuracy drop is smaller."
-    )
-    a, b = st.columns(2)
-    if a.button("Allocate from sensitivity", key="allocate", disabled=table is None):
-        try:
-            st.session_state[allocated] = sensitivity.allocate(table, target)
-            st.session_state.pop(editor, None)  # the editor's own edits would hide the new values
-        except UserError as exc:
-            st.error(plain(exc))
-    if b.button("Clear overrides", key="clear_overrides"):
-        st.session_state.pop(allocated, None)
-        st.session_state.pop(editor, None)
-    return st.session_state.get(allocated, {})
+    bars, whole = st.columns([2, 3])
+    with bars:
+        st.plotly_chart(charts.layer_sparsity(pd.DataFrame(result.layers)), key="preview_chart")
+    with whole:
+        if fixed:
+            st.caption("This method fixes its sparsity: there is no curve over levels to draw.")
+        else:
+            live.draw(base, result, samples, polling)
 
 
 preview.single_threaded()
 left, right = st.columns([2, 3], gap="large")
-base, layers = None, {}
+base, layers, shown = None, {}, None
 with left:
     # Ids, not labels, in the widgets: they are what the URL (query parameters) carries.
     model = sources.model_picker()
@@ -98,7 +80,7 @@ with left:
     st.caption(f"**{method.label}** ({method.granularity}): {method.description}")
     options = ui.method_options(method)
     scope = st.radio(
-        "Scope", ["global", "layer"], horizontal=True, key="scope",
+        "Scope", ["global", "layer"], horizontal=True, key="scope", bind="query-params",
         help="global: one threshold over all prunable layers; layer: the same sparsity in every layer",
     )  # fmt: skip
     try:
@@ -110,20 +92,11 @@ with left:
     except UserError as exc:
         st.error(plain(exc))
         base = None
-    with st.expander("Per-layer overrides"):
-        edited = st.data_editor(
-            views.override_rows(layers, allocation(model, method, weights, data, options)),
-            key=f"overrides-{model}", hide_index=True, disabled=["layer", "type", "weights"],
-            column_config={"override": st.column_config.TextColumn(
-                "sparsity override", help="blank: follow the slider and scope; else a number in [0, 1)"
-            )},
-        )  # fmt: skip
-        try:
-            overrides = views.parse_overrides(dict(zip(edited["layer"], edited["override"])))
-            base = base and base.replace(layer_sparsity=tuple(sorted(overrides.items())))
-        except UserError as exc:
-            st.error(plain(f"Refused: {exc}"))  # quotes the layer names typed into the table
-            base = None
+    partial = False
+    with st.expander("Per-layer overrides", expanded=bool(st.query_params.get(overrides.PARAM))):
+        valid, partial = overrides.table(model, method, layers, weights, data, options)
+    shown = base and base.replace(layer_sparsity=tuple(sorted(valid.items())))
+    base = None if partial else shown  # what launches: nothing while a cell is refused
 
     st.subheader("Launch in the background")
     quota = limits.Limits.from_env()
@@ -145,7 +118,11 @@ with left:
             )
             ui.launch([full.replace(latency=latency)])
     with sweep_tab:
-        chosen = st.multiselect("Methods", ids, default=[method.id], key="sweep_methods")
+        # The button beside the methods, not under them: their open list covered a button below, and the
+        # first click picked a method instead of launching.
+        pick, press = st.columns([3, 2], vertical_alignment="bottom")
+        chosen = pick.multiselect("Methods", ids, default=[method.id], key="sweep_methods")
+        sweep = press.button("Launch sweep", type="primary", disabled=base is None)
         levels_text = st.text_input("Sparsity levels", "0.5, 0.7, 0.8, 0.9, 0.95", key="sweep_levels")
         where = st.radio("Run on", ["local processes", "Ray cluster (address)"], horizontal=True, key="where")
         ray = None
@@ -166,7 +143,7 @@ with left:
                 st.caption(
                     f"Connected: {found['nodes']} node(s), {found['cpus']:g} CPUs, {found['gpus']:g} GPUs"
                 )
-        if st.button("Launch sweep", disabled=base is None):
+        if sweep:
             try:
                 full = base.replace(
                     finetune_epochs=int(epochs), schedule=schedule, steps=int(steps), latency=latency
@@ -181,7 +158,9 @@ with left:
             else:
                 ui.launch(configs, workers=int(workers), ray=ray)
 
+    ui.launched()
+
 with right:
     st.subheader("Live preview")
-    if base is not None:
-        live_preview(base, method, options)
+    if shown is not None:
+        live_preview(shown, method, options, partial)

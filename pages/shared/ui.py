@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +19,8 @@ from pruning.runs import limits, submit
 from pruning.runs import sensitivity as analysis
 from pruning.runs.config import RunConfig
 from pruning.runs.result import MASKED, OVERHEAD_BOUND, RunResult
+
+LAUNCHED = "launched"  # session state: the last launch's confirmation
 
 
 def honest(result: RunResult, preview: bool = False) -> None:
@@ -42,22 +45,25 @@ def honest(result: RunResult, preview: bool = False) -> None:
 
 
 def method_options(method: methods.Method) -> dict[str, Any]:
-    """One control per `Param` of the method (int/float/choice/bool), returning {name: value}."""
-    values = {}
+    """One control per `Param` of the method (int/float/choice/bool), returning {name: value}; each is
+    bound to the URL (`?option-METHOD-NAME=...`), so a copied link keeps the method's options."""
+    values, bind = {}, "query-params"
     for p in method.params:
         key, label = f"option-{method.id}-{p.name}", p.name.replace("_", " ")
         low = None if p.min is None else (int(p.min) if p.kind == "int" else float(p.min))
         high = None if p.max is None else (int(p.max) if p.kind == "int" else float(p.max))
         if p.kind == "bool":
-            values[p.name] = st.checkbox(label, bool(p.default), help=p.help, key=key)
+            values[p.name] = st.checkbox(label, bool(p.default), help=p.help, key=key, bind=bind)
         elif p.kind == "choice":
             index = list(p.choices).index(p.default) if p.default in p.choices else 0
-            values[p.name] = st.selectbox(label, p.choices, index=index, help=p.help, key=key)
+            values[p.name] = st.selectbox(label, p.choices, index=index, help=p.help, key=key, bind=bind)
         elif p.kind == "int":
-            values[p.name] = st.number_input(label, low, high, int(p.default), 1, help=p.help, key=key)
+            values[p.name] = st.number_input(
+                label, low, high, int(p.default), 1, help=p.help, key=key, bind=bind
+            )
         else:
             values[p.name] = st.number_input(
-                label, low, high, float(p.default), format="%g", help=p.help, key=key
+                label, low, high, float(p.default), format="%g", help=p.help, key=key, bind=bind
             )
     return values
 
@@ -71,13 +77,26 @@ def launch(configs: list, workers: int = 1, ray=None) -> list[str]:
         limits.check_launch(configs, limits.Limits.from_env())
         ids = submit.submit(store(), configs, executor, workers=workers, artifacts=True, ray=ray, detach=True)
     except UserError as exc:
+        st.session_state.pop(LAUNCHED, None)  # the last confirmation is not this launch's
         st.error(sources.plain(f"Refused, nothing was queued: {exc}"))
         return []
-    started = ", ".join(f"`{i}`" for i in ids)
-    st.success(
-        f"Started {len(ids)} run(s) in the background: {started}. Follow them under **Jobs** in the sidebar."
+    models = ", ".join(dict.fromkeys(sources.plain(c.model) for c in configs))
+    chosen = ", ".join(dict.fromkeys(c.method for c in configs))
+    levels = len({c.sparsity for c in configs})
+    what = "1 run" if len(ids) == 1 else f"a sweep of {len(ids)} runs ({chosen} at {levels} levels)"
+    if len(ids) == 1:
+        what += f" ({chosen} at {configs[0].sparsity:.0%})"
+    st.session_state[LAUNCHED] = (
+        f"Queued {what} on {models}, at {time.strftime('%H:%M:%S')}. Follow the progress under "
+        "**Jobs** in the sidebar; finished runs appear on **Compare**, **Layers** and **Runs**."
     )
     return ids
+
+
+def launched() -> None:
+    """The last launch's confirmation: it stays until the next launch (reruns drew it once before)."""
+    if LAUNCHED in st.session_state:
+        st.success(st.session_state[LAUNCHED], icon=":material/check_circle:")
 
 
 def no_runs(what: str) -> None:

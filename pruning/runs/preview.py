@@ -91,11 +91,26 @@ def layers(config: RunConfig) -> dict[str, dict[str, Any]]:
     return {name: {"type": type(m).__name__, "params": m.weight.numel()} for name, m in prep.layers.items()}
 
 
+def evaluated_samples(config: RunConfig) -> int:
+    """How many test samples a preview of `config` evaluates (what an accuracy's interval is over)."""
+    prep, _ = prepared(config)
+    total, cap = len(prep.data.test), prep.config.eval_samples
+    return total if cap is None else min(total, cap)
+
+
+def _key(config: RunConfig) -> tuple:
+    return (experiment.group_key(config), config.sparsity, config.scope, config.layer_sparsity)
+
+
+def _oneshot(config: RunConfig) -> RunConfig:
+    return config.replace(finetune_epochs=0, latency=False, export=None, schedule="oneshot", steps=1)
+
+
 def preview(config: RunConfig) -> RunResult:
     """One-shot prune at `config`'s sparsity, scope and overrides: the run result without latency.
     The result is shared with later callers: read it, do not change it."""
-    config = config.replace(finetune_epochs=0, latency=False, export=None, schedule="oneshot", steps=1)
-    key = (experiment.group_key(config), config.sparsity, config.scope, config.layer_sparsity)
+    config = _oneshot(config)
+    key = _key(config)
     cached = _recall(_results, key)
     if cached is not None:
         return cached

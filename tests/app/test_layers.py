@@ -116,3 +116,29 @@ def test_a_lab_model_is_listed_and_analysed_as_a_job(app, empty) -> None:
     assert array(trace["y"]) == ["0", "2"]
     table = submit.cached_sensitivity(empty, submit.analysis_config("tiny", "magnitude"))
     assert array(trace["z"])[0] == pytest.approx(table.drops("0"))
+
+
+def pictured(at) -> list[str]:
+    return [
+        f["layout"]["title"]["text"] for f in figures(at) if "weights kept" in str(f["layout"].get("title"))
+    ]
+
+
+def test_pictures_of_a_run_and_of_the_preview(app, seeded) -> None:
+    exported = next(r for r in seeded.runs(status="succeeded") if views.exported_model(r) is not None)
+    at = app("layers", layers_one=views.run_label(exported))  # the URL picks the run
+    assert at.selectbox(key="layers_one").value == exported.id
+    (title,) = pictured(at)
+    assert title.startswith("fc1: 300 x 64,")
+    at.selectbox(key="pictures_layer").set_value("fc2").run()
+    (title,) = pictured(at)
+    assert title.startswith("fc2: 100 x 300,")
+    other = next(r for r in seeded.runs(status="succeeded") if views.exported_model(r) is None)
+    at.selectbox(key="layers_one").set_value(other.id).run()
+    assert "This run kept no weights" in texts(at) and not pictured(at)
+
+    at.radio(key="pictures_of").set_value("preview").run()  # the dashboard opened on Prune: at 0.5
+    assert not at.exception
+    (title,) = pictured(at)
+    assert title.startswith("fc2: 100 x 300,")  # the layer chosen above stays chosen
+    assert "mlp-digits · magnitude · 50% · global" in texts(at)

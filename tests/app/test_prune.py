@@ -11,8 +11,7 @@ from safetensors.torch import save
 
 from pruning.core import methods, models
 from pruning.runs import sensitivity, submit
-from tests.app.helpers import array, errors, figures, texts, wait_done
-from tests.app.test_sources import shown
+from tests.app.helpers import array, errors, figures, shown, texts, wait_done
 
 
 def metric(at, label: str) -> str:
@@ -90,9 +89,13 @@ def test_invalid_override_is_refused(app, empty, typed, message) -> None:
     }
     at.run()
     assert not at.exception
-    assert any(message in e for e in errors(at)), errors(at)
+    (overrides,) = (e for e in at.expander if e.label == "Per-layer overrides")
+    beside_the_table = [shown(e.value) for e in overrides.error]
+    assert any(message in e for e in beside_the_table), errors(at)
     assert all(b.disabled for b in at.button if b.label in ("Launch run", "Launch sweep"))
-    assert "nominal sparsity" not in texts(at)  # no preview of a refused config
+    # the preview stays, without the refused cell, and says so
+    assert "An override is refused (see Per-layer overrides): this preview leaves it out." in texts(at)
+    assert achieved(at) == pytest.approx(0.5, abs=0.01)
 
 
 def test_override_applies_to_its_layer(app, empty) -> None:
@@ -180,20 +183,24 @@ def test_allocate_from_sensitivity_fills_the_overrides(app, empty) -> None:
     assert layer_sparsity == pytest.approx(list(expected.values()), abs=0.01)
     assert achieved(at) == pytest.approx(0.8, abs=0.01)
 
-    # still editable before launching: an edit on top of the allocation applies to its layer only
+    # still editable before launching: a cell cleared on top of the allocation frees that layer only
+    # (every layer overridden and one changed would miss the target, which is refused)
     at.session_state["overrides-mlp-digits"] = {
-        "edited_rows": {0: {"override": "0.1"}},
+        "edited_rows": {2: {"override": ""}},
         "added_rows": [],
         "deleted_rows": [],
     }
     at.run()
     layer_sparsity = array(figures(at)[0]["data"][0]["y"])
-    assert layer_sparsity == pytest.approx([0.1, expected["fc2"], expected["fc3"]], abs=0.01)
+    assert layer_sparsity[:2] == pytest.approx([expected["fc1"], expected["fc2"]], abs=0.01)
+    assert achieved(at) == pytest.approx(0.8, abs=0.01)  # fc3 follows the slider to the target
     at.number_input(key="epochs").set_value(0)
     at.checkbox(key="latency").uncheck()
     next(b for b in at.button if b.label == "Launch run").click().run()
     (record,) = empty.runs()
-    assert dict(record.config["layer_sparsity"]) == pytest.approx({**expected, "fc1": 0.1})
+    assert dict(record.config["layer_sparsity"]) == pytest.approx(
+        {"fc1": expected["fc1"], "fc2": expected["fc2"]}
+    )
     (done,) = wait_done(empty, [record.id])
     assert done.status == "succeeded", done.error
     assert done.result["sparsity"] == pytest.approx(achieved(at), abs=0.001)
