@@ -61,6 +61,7 @@ def _fields(args: Namespace) -> dict[str, Any]:
         "eval_samples": args.eval_samples,
         "calib_samples": args.calib_samples,
         "scope": args.scope,
+        "embeddings": args.embeddings,
         "layer_sparsity": dict(parse_layer_sparsity(args.layer_sparsity)),
         "options": _pairs(args.option),
         "finetune_epochs": args.finetune_epochs,

@@ -69,6 +69,7 @@ def _source(parent: argparse.ArgumentParser, model_required: bool = True) -> arg
 def _runner(source: argparse.ArgumentParser) -> argparse.ArgumentParser:
     runner = argparse.ArgumentParser(add_help=False, parents=[source])
     runner.add_argument("--scope", default="global", choices=["global", "layer"])
+    runner.add_argument("--embeddings", action="store_true", help="prune nn.Embedding weights too")
     runner.add_argument("--layer-sparsity", action="append", default=[], metavar="NAME=S")
     runner.add_argument("--finetune-epochs", type=int, default=0, help=f"at most {MAX_EPOCHS}")
     runner.add_argument("--schedule", default="oneshot", choices=list(SCHEDULES))

@@ -64,11 +64,23 @@ def _projections(name: str, module: nn.MultiheadAttention) -> dict[str, Projecti
     }
 
 
+EMBEDDINGS = "pruning_lab_embeddings"  # set on a model whose nn.Embedding weights are prunable too
+
+
+def include_embeddings(model: nn.Module) -> None:
+    """Make `model`'s embeddings prunable (they are not by default). Recorded on the model itself, so
+    every copy of it, and everything that lists its layers, agrees."""
+    setattr(model, EMBEDDINGS, True)
+
+
 def prunable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Linear/Conv layers (and MultiheadAttention's input projections) in model order; a weight
-    shared by several layers is listed once."""
+    """Linear/Conv layers (and MultiheadAttention's input projections) in model order, and its
+    embeddings once `include_embeddings` was called; a weight shared by several layers (an
+    embedding tied to the output layer) is listed once, under the first."""
     layers, seen = {}, set()
     kinds = prunable_types()
+    if getattr(model, EMBEDDINGS, False):
+        kinds = (*kinds, nn.Embedding)
     for name, module in model.named_modules():
         if isinstance(module, nn.MultiheadAttention):
             layers.update(_projections(name, module))  # its out_proj is a Linear: listed next

@@ -42,6 +42,7 @@ class RunConfig:
     export: str | None = None
     eval_samples: int | None = None  # evaluate on the first N test samples (None: all of them)
     calib_samples: int | None = None  # calibrate criteria on N seeded training samples (None: all)
+    embeddings: bool = False  # nn.Embedding weights are prunable too (opt-in)
 
     def __post_init__(self) -> None:
         validate_sparsity(self.sparsity)
@@ -68,6 +69,8 @@ class RunConfig:
                 raise UserError(f"{field.replace('_', '-')} must be an integer >= 1 (leave it out for all)")
         if self.task is not None and self.task not in TASKS:
             raise UserError(f"task must be one of {', '.join(TASKS)}, got '{self.task}'")
+        if not isinstance(self.embeddings, bool):
+            raise UserError(f"embeddings must be true or false, got {self.embeddings!r}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise UserError(f"device must be cpu, cuda or auto, got '{self.device}'")
 

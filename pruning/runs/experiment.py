@@ -225,6 +225,7 @@ def group_key(config: RunConfig) -> tuple:
         config.task,
         config.eval_samples,  # the dense figures are measured on what is evaluated
         config.calib_samples,  # the scores depend on what calibrates them
+        config.embeddings,  # which layers are prunable
     )
 
 

@@ -42,7 +42,7 @@ RECIPE_TYPES: dict[str, tuple[type, ...]] = {
     "weights": (str, NONE), "task": (str, NONE), "scope": (str,), "layer_sparsity": (dict,),
     "options": (dict,), "finetune_epochs": (int,), "schedule": (str,), "steps": (int,), "seed": (int,),
     "device": (str,), "latency": (bool,), "batch_size": (int,), "eval_samples": (int, NONE),
-    "calib_samples": (int, NONE),
+    "calib_samples": (int, NONE), "embeddings": (bool,),
 }  # fmt: skip
 WORDS = {
     str: "a string",

@@ -84,6 +84,8 @@ def load(config: RunConfig) -> Loaded:
         raise UserError(f"model '{config.model}' has no default dataset: pass --data")
     data = datasets.with_task(datasets.load(dataset_spec), config.task or lab.model_task(config.model))
     model = model.to(device)
+    if config.embeddings:
+        masking.include_embeddings(model)
     layers = masking.prunable_layers(model)
     example = data.test.head(config.batch_size)[0].to(device)
     # Gradient criteria score with a backward pass; runs that train check theirs in `check_training`.

@@ -12,7 +12,7 @@ import torch
 from pruning.core import masks, methods, models, structured
 from pruning.core.tasks import logits
 from pruning.errors import UserError
-from pruning.runs import experiment
+from pruning.runs import experiment, submit
 from pruning.runs.config import RunConfig
 
 transformers = pytest.importorskip("transformers")
@@ -294,3 +294,37 @@ def test_other_transformers_lose_whole_heads_or_keep_them_with_a_reason(family):
         assert not pruned.heads
         assert any(expected in row["reason"] for row in pruned.skipped)
         assert sum(p.numel() for p in pruned.model.parameters()) < sum(p.numel() for p in dense.parameters())
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "nm"])
+def test_embeddings_are_pruned_only_when_asked_and_the_tie_holds(gpt2, method, tmp_path):
+    spec, data = gpt2
+    options = (("batches", 1),) * (method == "wanda")
+    plain = experiment.run(RunConfig(spec, method, 0.5, data=data, latency=False, options=options))
+    assert "transformer.wpe" not in {r["name"] for r in plain.layers}  # not by default
+    config = RunConfig(
+        spec, method, 0.5, data=data, latency=False, options=options, embeddings=True, export=str(tmp_path)
+    )
+    result = experiment.run(config)
+    names = [r["name"] for r in result.layers]
+    # the tied embedding and output layer are one tensor, listed once, under the embedding
+    assert "transformer.wte" in names and "transformer.wpe" in names and "lm_head" not in names
+    if method != "nm":
+        assert result.sparsity == pytest.approx(0.5, abs=0.01)
+    rows = {r["name"]: r for r in result.layers}
+    assert rows["transformer.wpe"]["sparsity"] > 0.3
+    prep = experiment.prepare(config)
+    pruned = experiment.prune(prep, experiment.importance(prep), config).model.eval()
+    assert pruned.lm_head.weight is pruned.transformer.wte.weight
+    reloaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    x = prep.data.test.x[:4]
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(x).logits, pruned(x).logits, atol=3e-6, rtol=0)
+
+
+def test_structured_methods_refuse_embeddings_in_one_line(gpt2):
+    spec, data = gpt2
+    with pytest.raises(
+        UserError, match=r"^structured removal keeps an embedding's width .*drop --embeddings"
+    ):
+        submit.validate([RunConfig(spec, "l1-channel", 0.3, data=data, latency=False, embeddings=True)])

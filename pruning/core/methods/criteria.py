@@ -82,7 +82,10 @@ def _unfold(layer: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 
 def _input_energy(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Sum of squared inputs seen by each input position of the weight, flattened per output row
-    (before grouping): in_features for Linear, in_channels * kernel for Conv."""
+    (before grouping): in_features for Linear, in_channels * kernel for Conv; for an embedding (its
+    input a one-hot token) the count of each token, one per row of its weight."""
+    if isinstance(layer, nn.Embedding):
+        return torch.bincount(x.reshape(-1).long(), minlength=layer.num_embeddings).float()
     if isinstance(layer, (nn.Linear, Projection)) or transposed(layer):
         return x.reshape(-1, x.shape[-1]).pow(2).sum(0)
     columns = _unfold(layer, x)
@@ -135,6 +138,10 @@ def input_norms(
     norms = {}
     for name, layer in layers.items():
         weight = layer.weight
+        if isinstance(layer, nn.Embedding):  # row v is read as often as token v occurs
+            per_row = (energy.get(name, torch.zeros(weight.shape[0])) / max(samples, 1)).sqrt()
+            norms[name] = per_row.unsqueeze(1).expand_as(weight).clone()
+            continue
         if transposed(layer):  # Conv1D: weight (inputs, outputs), every output sees every input
             per_input = (energy.get(name, torch.zeros(weight.shape[0])) / max(samples, 1)).sqrt()
             norms[name] = per_input.unsqueeze(1).expand_as(weight).clone()

@@ -16,7 +16,7 @@ import torch
 import torch_pruning as tp
 from torch import nn
 
-from pruning.core import structured
+from pruning.core import masks, structured
 from pruning.core.methods.base import (
     Context,
     Granularity,
@@ -58,6 +58,11 @@ class ChannelMethod(Method):
         return None  # channel groups are scored inside Torch-Pruning, once per prune
 
     def check(self, model: nn.Module, example: torch.Tensor, target: Target, options) -> None:
+        if getattr(model, masks.EMBEDDINGS, False):
+            raise UserError(
+                "structured removal keeps an embedding's width (the model's hidden size), so it "
+                f"cannot prune embeddings: drop --embeddings, or {structured.UNSTRUCTURED_HINT}"
+            )
         structured.check(model, example, target.overrides)
 
     def prune(self, dense, scores, target, ctx, options, example, in_place=False) -> Pruning:
