@@ -108,9 +108,11 @@ def table(
             args=(model, found),
         )
     b.button("Clear overrides", key="clear_overrides", on_click=_clear, args=(model,))
+    # Written only when it changed: each write sends the whole query string as this run knows it
     st.session_state[written] = to_url(valid) if valid else None
-    if valid:
-        st.query_params[PARAM] = st.session_state[written]
-    else:
-        st.query_params.pop(PARAM, None)
+    if st.session_state[written] != linked:
+        if valid:
+            st.query_params[PARAM] = st.session_state[written]
+        else:
+            st.query_params.pop(PARAM, None)
     return valid, bool(refused)
