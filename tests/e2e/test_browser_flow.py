@@ -20,15 +20,21 @@ def choose(page: Page, label: str, option: str) -> None:
     page.get_by_role("option", name=option, exact=True).click()
 
 
-def launch_run(page: Page, epochs: int) -> str:
+def launch_run(page: Page, home, epochs: int) -> str:
+    """Launch a full run; its id is read from the store (the confirmation names no raw ids)."""
     epochs_box = page.get_by_label("Fine-tune epochs")
     epochs_box.fill(str(epochs))
     epochs_box.press("Enter")
     expect(epochs_box).to_have_value(str(epochs))
+    with Store(home) as store:
+        known = {r.id for r in store.runs()}
     page.get_by_role("button", name="Launch run").click()
     started = page.get_by_test_id("stAlertContentSuccess")
-    expect(started).to_contain_text("Started 1 run(s)")
-    return RUN_ID.search(started.inner_text()).group(0)
+    expect(started).to_contain_text("Queued 1 run")
+    with Store(home) as store:
+        (run_id,) = [r.id for r in store.runs() if r.id not in known]
+    assert not RUN_ID.search(started.inner_text())
+    return run_id
 
 
 def job_line(page: Page, run_id: str, status: str):
@@ -55,7 +61,7 @@ def test_preview_run_compare_layers(page: Page, dashboard: Server) -> None:
     expect(page.get_by_text("50.0% (target 50.0%)")).to_have_count(0)
     shot(page, "prune-preview-0.60")
 
-    run_id = launch_run(page, epochs=1)
+    run_id = launch_run(page, dashboard.home, epochs=1)
     expect(job_line(page, run_id, "succeeded")).to_be_visible(timeout=600_000)
     shot(page, "prune-run-succeeded")
     with Store(dashboard.home) as store:
@@ -83,7 +89,7 @@ def test_preview_run_compare_layers(page: Page, dashboard: Server) -> None:
 def test_jobs_survive_a_reload_and_a_server_restart(page: Page, dashboard: Server, tmp_path) -> None:
     page.goto(f"{dashboard.url}/?model=mlp-digits&method=magnitude&sparsity=0.8")
     expect(page.get_by_text("80.0% (target 80.0%)")).to_be_visible()
-    run_id = launch_run(page, epochs=25)
+    run_id = launch_run(page, dashboard.home, epochs=25)
     with Store(dashboard.home) as store:
         deadline = time.monotonic() + 600  # stops a hung test only
         while store.get(run_id).status == "queued" and time.monotonic() < deadline:
