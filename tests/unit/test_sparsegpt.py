@@ -160,3 +160,31 @@ def test_gpt2_blocks_replayed_from_their_recorded_arguments_see_what_a_full_pass
             layer.weight.mul_(torch.rand(layer.weight.shape) > 0.5)
             seen.append(name)
     assert seen == list(layers) and seen[-1] == "lm_head"
+
+
+def test_layers_whose_inputs_it_cannot_read_are_refused_before_anything_runs():
+    from pruning.errors import UserError
+
+    method = methods.get("sparsegpt")
+    grouped = nn.Sequential(nn.Conv2d(4, 4, 3, groups=2))
+    with pytest.raises(UserError, match=r"layer 0 \(Conv2d\).*use magnitude or wanda"):
+        method.check(grouped, torch.zeros(1, 4, 8, 8), Target(0.5), method.options())
+    attention = nn.Sequential(nn.MultiheadAttention(8, 2))
+    with pytest.raises(UserError, match=r"layer 0.in_proj \(MultiheadAttention\)"):
+        method.check(attention, torch.zeros(1, 3, 8), Target(0.5), method.options())
+    method.check(
+        nn.Sequential(nn.Conv1d(2, 4, 3, padding=1)), torch.zeros(1, 2, 8), Target(0.5), method.options()
+    )
+
+
+def test_a_conv_layer_is_reconstructed_from_its_unfolded_inputs():
+    torch.manual_seed(0)
+    dense = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1)).eval()
+    x = torch.randn(64, 3, 10, 10) * torch.tensor([0.1, 1.0, 3.0]).view(1, 3, 1, 1)
+    outputs = {}
+    for method in ("sparsegpt", "magnitude"):
+        model = pruned(method, dense, x, 0.6)
+        assert int((model[0].weight == 0).sum()) == round(0.6 * 8 * 27)
+        with torch.no_grad():
+            outputs[method] = float(torch.linalg.norm(model(x) - dense(x)))
+    assert outputs["sparsegpt"] < outputs["magnitude"]

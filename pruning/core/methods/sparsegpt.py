@@ -79,10 +79,10 @@ def obs_prune(
             q = w.masked_fill(mask1[:, i], 0.0)
             Q1[:, i] = q
             err = (w - q) / d
-            W1[:, i:] -= err.unsqueeze(1) @ Hinv1[i, i:].unsqueeze(0)
+            W1[:, i:].addr_(err, Hinv1[i, i:], alpha=-1)
             Err1[:, i] = err
         W[:, i1:i2], pruned[:, i1:i2] = Q1, mask1
-        W[:, i2:] -= Err1 @ Hinv[i1:i2, i2:]
+        W[:, i2:].addmm_(Err1, Hinv[i1:i2, i2:], alpha=-1)  # in place: no (rows x columns) temporary
     return W.to(weight.dtype), ~pruned
 
 
@@ -104,15 +104,16 @@ def matrix(layer: nn.Module) -> torch.Tensor:
     return w.T if transposed(layer) else w.reshape(w.shape[0], -1)
 
 
-def _capture(layer: nn.Module, hessian: dict, passes: Callable[[], None]) -> torch.Tensor:
+def _capture(layer: nn.Module, passes: Callable[[], None]) -> torch.Tensor:
     """2/N X X^T of the layer's inputs over `passes` (forward passes, each stopped at the layer)."""
     size = matrix(layer).shape[1]
-    hessian.update(sum=torch.zeros(size, size, device=layer.weight.device), count=0)
+    total, count = torch.zeros(size, size, device=layer.weight.device), 0
 
     def record(module, args):
+        nonlocal count
         columns = _columns(module, args[0].detach().float())
-        hessian["sum"].addmm_(columns.T, columns)
-        hessian["count"] += columns.shape[0]
+        total.addmm_(columns.T, columns)
+        count += columns.shape[0]
         raise _Stop
 
     handle = layer.register_forward_pre_hook(record)
@@ -120,7 +121,7 @@ def _capture(layer: nn.Module, hessian: dict, passes: Callable[[], None]) -> tor
         passes()
     finally:
         handle.remove()
-    return hessian.pop("sum") * (2.0 / max(hessian.pop("count"), 1))
+    return total.mul_(2.0 / max(count, 1))
 
 
 def _stopped(call: Callable[[], Any]) -> None:
@@ -166,10 +167,9 @@ def sequential(model: nn.Module, layers: Mapping[str, nn.Module], inputs: list[t
     """(name, layer, H) for every layer in model order, each H computed from inputs that went through
     the layers already pruned: the consumer prunes a layer before asking for the next one."""
     kwargs = {"use_cache": False} if "use_cache" in inspect.signature(model.forward).parameters else {}
-    hessian: dict = {}
 
     def through_model(layer):
-        return _capture(layer, hessian, lambda: [_stopped(lambda x=x: model(x, **kwargs)) for x in inputs])
+        return _capture(layer, lambda: [_stopped(lambda x=x: model(x, **kwargs)) for x in inputs])
 
     stack = _block_stack(model, layers)
     if stack is None:
@@ -198,7 +198,7 @@ def sequential(model: nn.Module, layers: Mapping[str, nn.Module], inputs: list[t
     for index, block in enumerate(blocks):
         for name in (n for n in names if owner.get(n) == index):
             replay = lambda b=block: [_stopped(lambda a=a, k=k: b(*a, **k)) for a, k in states]  # noqa: E731
-            yield name, layers[name], _capture(layers[name], hessian, replay)
+            yield name, layers[name], _capture(layers[name], replay)
         for args, kw in states:  # the pruned block's outputs are the next block's inputs
             out = _first(block(*args, **kw))
             if args:
@@ -229,10 +229,11 @@ def check_layers(model: nn.Module) -> None:
             isinstance(layer, nn.Linear) or transposed(layer) or unfolds
         ):
             kind = type(getattr(layer, "owner", layer)).__name__
+            instead = "run without --embeddings" if kind == "Embedding" else "use magnitude or wanda"
             raise UserError(
                 f"sparsegpt cannot read the inputs of layer {name} ({kind}): "
                 "it prunes Linear, transformers' Conv1D and ungrouped zero-padded Conv1d/Conv2d layers; "
-                "use magnitude or wanda for this model"
+                f"{instead}"
             )
 
 
