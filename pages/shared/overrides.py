@@ -18,6 +18,7 @@ from pruning.core import methods
 from pruning.errors import UserError
 from pruning.present import views
 from pruning.runs import sensitivity
+from pruning.runs.config import RunConfig
 
 PARAM = "overrides"
 
@@ -44,6 +45,18 @@ def _allocate(model: str, table: sensitivity.Sensitivity) -> None:
             table, st.session_state.get("sparsity", 0.5)
         )
         st.session_state.pop(f"overrides-{model}", None)  # the editor's own edits would hide the new values
+        st.session_state.pop("allocate_error", None)
+    except UserError as exc:
+        st.session_state["allocate_error"] = str(exc)
+
+
+def _allocate_owl(model: str, weights: str | None, data: str | None) -> None:
+    """OWL: one calibration pass of the dense model (its Wanda scores' outliers), no analysis job."""
+    try:
+        config = RunConfig(model, "magnitude", 0.0, weights=weights, data=data, latency=False)
+        target = st.session_state.get("sparsity", 0.5)
+        st.session_state[f"allocated-{model}"] = sensitivity.owl(config, target)
+        st.session_state.pop(f"overrides-{model}", None)
         st.session_state.pop("allocate_error", None)
     except UserError as exc:
         st.session_state["allocate_error"] = str(exc)
@@ -98,7 +111,20 @@ def table(
         st.error(plain(f"Refused: {message}. The preview leaves this cell out; launching waits for a fix."))
     if "allocate_error" in st.session_state:
         st.error(plain(st.session_state.pop("allocate_error")))
-    a, b = st.columns(2)
+    a, c, b = st.columns(3)
+    try:
+        pattern = method.fixed_sparsity(method.options(options))  # N:M takes no per-layer levels
+    except UserError:
+        pattern = None
+    if pattern is None:
+        c.button(
+            "Allocate with OWL",
+            key="allocate_owl",
+            help="Outlier-weighed layerwise sparsity (Yin et al., 2024): more sparsity where a layer's Wanda "
+            "scores have fewer outliers, within 0.08 of the slider, landing on it (one calibration pass)",
+            on_click=_allocate_owl,
+            args=(model, weights, data),
+        )
     if method.elementwise:
         a.button(
             "Allocate from sensitivity",

@@ -246,3 +246,21 @@ def test_allocation_analyses_the_chosen_weights(app, empty) -> None:
     (editor,) = at.data_editor
     allocated = editor.value.set_index("layer")["override"]
     assert {name: float(allocated[name]) for name in expected} == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_allocate_with_owl_fills_the_overrides_of_the_language_model(app, empty) -> None:
+    from pruning.runs.config import RunConfig
+
+    at = app(model="charlm-shakespeare")
+    at.slider(key="sparsity").set_value(0.7).run()
+    at.button(key="allocate_owl").click().run()
+    assert not at.exception and not at.error, texts(at)
+    expected = sensitivity.owl(RunConfig("charlm-shakespeare", "magnitude", 0.0, latency=False), 0.7)
+    assert len(set(expected.values())) > 1  # per block, not the slider's value everywhere
+    (editor,) = at.data_editor
+    shown_values = editor.value.set_index("layer")["override"]
+    assert {name: float(shown_values[name]) for name in expected} == pytest.approx(expected)
+    assert achieved(at) == pytest.approx(0.7, abs=0.01)
+    at = app(method="nm")  # a pattern that fixes the sparsity takes no per-layer levels
+    assert "allocate_owl" not in [b.key for b in at.button]
