@@ -1,11 +1,16 @@
-"""Layers: per-layer sparsity of runs side by side, one run's layers, and per-layer sensitivity."""
+"""Layers: per-layer sparsity of runs side by side, one run's layers, per-layer sensitivity, and the
+per-layer sparsities that allocations (sensitivity, OWL) give a target."""
 
 import pandas as pd
 import streamlit as st
 
 from pages.shared import jobs, pictures, routing, sources, ui
+from pages.shared.text import plain
 from pruning.core import methods
+from pruning.errors import UserError
 from pruning.present import charts, views
+from pruning.runs import sensitivity
+from pruning.runs.config import RunConfig
 
 routing.through_dashboard()
 st.title("Layers")
@@ -60,3 +65,28 @@ if table is not None:
     heat, curves = st.columns(2)
     heat.plotly_chart(charts.sensitivity_heatmap(rows, table.metric), key="sensitivity_heatmap")
     curves.plotly_chart(charts.sensitivity_curves(rows, metric=table.metric), key="sensitivity_curves")
+
+st.subheader("Allocations")
+st.caption(
+    "Per-layer sparsity that a global target becomes: from the sensitivity above (more where the "
+    "measured drop is smaller) and OWL (more where a layer's Wanda scores have fewer outliers)."
+)
+target = st.slider("Target sparsity", 0.05, 0.95, 0.5, 0.05, key="allocation_target")
+allocations = {}
+owl = st.toggle("OWL (one calibration pass of the model)", key="allocation_owl")
+try:
+    if table is not None:
+        allocations["sensitivity"] = sensitivity.allocate(table, target)
+    if owl:
+        allocations["OWL"] = sensitivity.owl(RunConfig(model, "magnitude", 0.0, latency=False), target)
+except UserError as exc:
+    st.info(plain(exc))
+if allocations:
+    frame = pd.DataFrame(
+        [
+            {"layer": n, "allocation": k, "sparsity": s}
+            for k, levels in allocations.items()
+            for n, s in levels.items()
+        ]
+    )
+    st.plotly_chart(charts.allocation_bars(frame, target), key="allocation_bars")

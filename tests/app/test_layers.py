@@ -86,8 +86,12 @@ def test_sensitivity_is_analysed_as_a_background_job_then_drawn(app, empty) -> N
 
 def test_sensitivity_curves_are_drawn_next_to_the_heatmap(app, empty) -> None:
     table = sensitivity.analyse(submit.analysis_config("mlp-digits", "magnitude"), store=empty)
-    heatmap, curves = figures(app("layers"))
+    heatmap, curves, allocation = figures(app("layers"))
     assert heatmap["data"][0]["type"] == "heatmap"
+    (bars,) = allocation["data"]  # the allocation that the table gives the default target, per layer
+    assert bars["name"] == "sensitivity" and array(bars["y"]) == pytest.approx(
+        list(sensitivity.allocate(table, 0.5).values())
+    )
     assert [t["name"] for t in curves["data"]] == ["fc1", "fc2", "fc3"]  # one line per layer, model order
     for trace in curves["data"]:
         assert array(trace["x"]) == pytest.approx(list(sensitivity.DEFAULT_LEVELS))
@@ -142,3 +146,19 @@ def test_pictures_of_a_run_and_of_the_preview(app, seeded) -> None:
     (title,) = pictured(at)
     assert title.startswith("fc2: 100 x 300,")  # the layer chosen above stays chosen
     assert "mlp-digits · magnitude · 50% · global" in texts(at)
+
+
+@pytest.mark.slow
+def test_owl_allocation_is_drawn_per_layer_against_the_target(app, empty) -> None:
+    from pruning.runs.config import RunConfig
+
+    at = app("layers", sensitivity_model="charlm-shakespeare")
+    assert not figures(at)  # nothing allocated until asked: no analysis, OWL off
+    at.slider(key="allocation_target").set_value(0.6).run()
+    at.toggle(key="allocation_owl").set_value(True).run()
+    assert not at.exception and not at.error, texts(at)
+    (chart,) = figures(at)
+    (trace,) = chart["data"]
+    expected = sensitivity.owl(RunConfig("charlm-shakespeare", "magnitude", 0.0, latency=False), 0.6)
+    assert trace["name"] == "OWL" and array(trace["x"]) == list(expected)
+    assert array(trace["y"]) == pytest.approx(list(expected.values()))
