@@ -23,17 +23,8 @@ from pruning.runs.config import SCHEDULES, RunConfig
 PREVIEWED = "previewed"  # session state: the config of the last preview
 
 
+@st.fragment  # a slider move reruns only this: the slider, the preview and the curve's marker
 def live_preview(base: RunConfig, method: methods.Method, options: dict, partial: bool) -> None:
-    """The slider, its one-shot preview and the live curve; polls while the curve is being computed."""
-    curve = live.start(base, method, options)
-    polling = curve is not None and not curve.done
-    st.fragment(run_every=live.POLL_SECONDS if polling else None)(_live)(
-        base, method, options, partial, polling
-    )
-
-
-def _live(base: RunConfig, method: methods.Method, options: dict, partial: bool, polling: bool) -> None:
-    # a fragment: a slider move (or the curve's polling) reruns only this
     fixed = method.fixed_sparsity(options) is not None
     sparsity = st.slider(
         "Sparsity", 0.0, 0.99, 0.5, 0.01, key="sparsity", bind="query-params", disabled=fixed,
@@ -61,10 +52,13 @@ def _live(base: RunConfig, method: methods.Method, options: dict, partial: bool,
     with bars:
         st.plotly_chart(charts.layer_sparsity(pd.DataFrame(result.layers)), key="preview_chart")
     with whole:
-        if fixed:
+        curve = live.start(base, method, options)
+        if curve is None:
             st.caption("This method fixes its sparsity: there is no curve over levels to draw.")
-        else:
-            live.draw(base, result, samples, polling)
+        else:  # its own fragment, polling while the curve is computed: polls redraw the curve alone
+            polling = not curve.done
+            every = live.POLL_SECONDS if polling else None
+            st.fragment(run_every=every)(live.draw)(base, result, samples, polling)
 
 
 preview.single_threaded()
