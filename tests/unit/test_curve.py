@@ -24,6 +24,7 @@ def wait(c: curve.Curve, timeout: float = 600.0) -> curve.Curve:
     return c
 
 
+@pytest.mark.slow  # loads the digits data and prepares the model twice (preview and a plain run)
 def test_points_equal_separate_one_shot_previews() -> None:
     preview.clear()
     curve.clear()
