@@ -29,3 +29,8 @@ def ray_session():
     yield ray
     ray.shutdown()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked `before_ray` run before any test of the session starts a Ray instance."""
+    items.sort(key=lambda item: item.get_closest_marker("before_ray") is None)

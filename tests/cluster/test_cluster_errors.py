@@ -17,6 +17,7 @@ FAST = RunConfig("mlp-digits", "magnitude", 0.5, latency=False)
 
 
 @pytest.mark.slow
+@pytest.mark.before_ray  # run first in the session: the session's own Ray would be found by auto
 def test_auto_with_no_cluster_names_what_to_start(cli, store_dir):
     from ray._private.services import find_gcs_addresses
 

@@ -30,7 +30,7 @@ def _free_port() -> int:
 
 
 def _ray(*args: str, env: dict) -> None:
-    ray = os.path.join(os.path.dirname(os.path.realpath(os.sys.executable)), "ray")
+    ray = os.path.join(os.path.dirname(os.sys.executable), "ray")  # the virtual environment's, unresolved
     done = subprocess.run([ray, *args], env=env, capture_output=True, text=True, timeout=HANG_STOPPER)
     assert done.returncode == 0, done.stderr[-2000:]
 
@@ -39,7 +39,8 @@ def _ray(*args: str, env: dict) -> None:
 def two_nodes():
     port = _free_port()
     folders = [tempfile.mkdtemp(prefix="rh", dir="/tmp"), tempfile.mkdtemp(prefix="rw", dir="/tmp")]
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
+    # token authentication off: a token left in ~/.ray by another cluster would lock the second node out
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
     node = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     try:
         _ray("start", "--head", "--port", str(port), "--temp-dir", folders[0], "--include-dashboard", "false",
