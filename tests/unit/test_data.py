@@ -114,7 +114,9 @@ def test_python_function_datasets(tmp_path):
 
 
 def test_unknown_dataset_says_what_is_accepted():
-    with pytest.raises(UserError, match="unknown dataset 'nosuch': use one of digits, mnist1d, shakespeare, an .npz file"):
+    with pytest.raises(
+        UserError, match="unknown dataset 'nosuch': use one of digits, mnist1d, shakespeare, an .npz file"
+    ):
         data.load("nosuch")
 
 
