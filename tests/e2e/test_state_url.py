@@ -76,7 +76,7 @@ def test_a_copied_url_reproduces_the_view(browser, dashboard: Server) -> None:
     for _ in range(20):
         slider.press("ArrowRight")
     expect(page.get_by_text("(target 70.0%)")).to_be_visible()
-    expect(page.get_by_text("(with the overrides)")).to_be_visible()  # the live curve's slider point
+    expect(page.get_by_text("(with the overrides)").first).to_be_visible()  # the live curve's slider point
     before = view(page)
     url = page.url
     for field in ("model=cnn-digits", "method=snip", "option-snip-batches=2", "scope=layer", "sparsity=0.7"):
@@ -90,7 +90,7 @@ def test_a_copied_url_reproduces_the_view(browser, dashboard: Server) -> None:
     page = second.new_page()
     page.goto(url)
     expect(page.get_by_text("(target 70.0%)")).to_be_visible()
-    expect(page.get_by_text("(with the overrides)")).to_be_visible()
+    expect(page.get_by_text("(with the overrides)").first).to_be_visible()
     assert view(page) == before
     shot(page, "url-state-reopened")
     second.close()
