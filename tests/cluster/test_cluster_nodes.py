@@ -36,11 +36,14 @@ def _ray(*args: str, env: dict) -> None:
 
 
 @pytest.fixture
-def two_nodes():
+def two_nodes(monkeypatch):
+    # this cluster only: not the session's Ray (ray.init leaves its address in RAY_ADDRESS), and no
+    # token authentication (a token left in ~/.ray by another cluster would lock the second node out)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     port = _free_port()
     folders = [tempfile.mkdtemp(prefix="rh", dir="/tmp"), tempfile.mkdtemp(prefix="rw", dir="/tmp")]
-    # token authentication off: a token left in ~/.ray by another cluster would lock the second node out
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     node = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--disable-usage-stats"]
     try:
         _ray("start", "--head", "--port", str(port), "--temp-dir", folders[0], "--include-dashboard", "false",
