@@ -151,7 +151,8 @@ def test_cancelling_a_run_cancels_its_task_and_the_others_finish(ray_session, tm
 def test_progress_reaches_the_store_per_task_with_its_node(ray_session, tmp_path):
     store = Store(tmp_path / "lab")
     seen: list[tuple[str, float, str]] = []
-    config = RunConfig("mlp-digits", "magnitude", 0.5, finetune_epochs=2, latency=False)
+    # long enough (seconds) for the coordinator, polling every 0.3 s, to read it mid-run
+    config = RunConfig("mlp-digits", "magnitude", 0.5, finetune_epochs=30, latency=False)
     (run_id,) = submit.submit(store, [config], "ray", echo=lambda *event: seen.append(event))
     assert store.get(run_id).status == "succeeded"
     assert any(fraction < 1.0 for _, fraction, _ in seen)  # reports from the task while it ran
