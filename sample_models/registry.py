@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from sample_models import architectures as arch
@@ -25,6 +26,7 @@ class SampleModel:
     build: Callable[[], nn.Module]
     dataset: str  # a sample dataset id of the engine ("digits", "mnist1d")
     recipe: dict[str, Any]  # training hyper-parameters: epochs, lr, batch_size, weight_decay
+    stored_dtype: torch.dtype = torch.float32  # the file's float precision (loaded into float32)
 
     @property
     def weights(self) -> Path:
@@ -69,6 +71,7 @@ SAMPLE_MODELS: dict[str, SampleModel] = {
             "shakespeare",
             # One pass over the training plays: a few minutes on one CPU thread.
             {"epochs": 1, "lr": 3e-3, "batch_size": 32, "weight_decay": 1e-2},
+            stored_dtype=torch.float16,  # keeps the shipped file under 5 MB
         ),
     ]
 }

@@ -141,8 +141,7 @@ def execute(store: Store, job_ids: Sequence[str], settings: Settings, echo=None,
     from pruning.runs.executors import _Heartbeat
 
     ray = connect(settings)
-    board_class, _ = cluster_task.actor_classes()
-    board = board_class.remote()
+    board = cluster_task.board_class().remote()
     task = ray.remote(cluster_task.run_task).options(
         num_cpus=settings.cpus_per_run, num_gpus=settings.gpus_per_run, max_retries=RETRIES,
         retry_exceptions=False,

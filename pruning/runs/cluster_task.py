@@ -6,9 +6,11 @@ returns the result as a plain dict. It never opens the store: progress goes to a
 the coordinator reads. An export is written to a temporary folder on the worker and its files come
 back as bytes, for the coordinator to write where the config says.
 
-Latency is timed with the node to itself: a task that reaches timing asks the node's `Gate` for the
-node; the other tasks on that node pause at their next progress report (and new ones wait to
-start) until it is done, and it times with as many threads as the node has CPUs. A run's exception is
+Latency is timed with the machine to itself: the tasks of a machine take turns through a
+`TimingGate` whose lock files are in the machine's temporary folder. A task that reaches timing takes
+it; the other tasks pause at their next progress report (and new ones wait to start) until it is
+done, and it times with as many threads as its node has CPUs. The gate is files, not an actor, so no
+task ever blocks in `ray.get` (Ray would lend its CPU to another task meanwhile). A run's exception is
 returned as a failure (Ray never retries it); a crashed worker process is Ray's to retry.
 
 Everything here imports Ray lazily: the module is importable without it."""
@@ -19,19 +21,19 @@ import json
 import tempfile
 import time
 import traceback
-from collections import deque
 from pathlib import Path
 from typing import Any
+
+from pruning.runs.timing_gate import TimingGate
 
 GATE_NAMESPACE = "pruning-lab"
 TIMING = "timing dense vs pruned"  # the progress message run_one gives right before it times
 REPORT_EVERY = 0.2  # seconds between progress messages sent to the board
-WAIT_STEP = 0.05
 
 
 class Board:
     """Latest (fraction, message, node id) of each run in flight, written by tasks, read by the
-    coordinator. A Ray actor class (see `actor_classes`)."""
+    coordinator. A Ray actor class (see `board_class`)."""
 
     def __init__(self) -> None:
         self.latest: dict[str, tuple[float, str, str]] = {}
@@ -43,51 +45,22 @@ class Board:
         return dict(self.latest)
 
 
-class Gate:
-    """One per node: tasks hold it shared while they work and one at a time alone to time latency.
-    A Ray actor class: its calls are serialised, so waiting is polling (`enter`, `may_time`)."""
-
-    def __init__(self) -> None:
-        self.working: set[str] = set()
-        self.timing: deque[str] = deque()  # tasks waiting to time, first in line first
-        self.holder: str | None = None
-
-    def enter(self, token: str) -> bool:
-        """Start (or resume) work beside others, unless a task is timing or waiting to."""
-        if self.holder is None and not self.timing:
-            self.working.add(token)
-            return True
-        return token in self.working
-
-    def busy(self) -> bool:
-        return self.holder is not None or bool(self.timing)
-
-    def leave(self, token: str) -> None:
-        self.working.discard(token)
-        if token in self.timing:
-            self.timing.remove(token)
-        if self.holder == token:
-            self.holder = None
-
-    def want(self, token: str) -> None:
-        self.working.discard(token)
-        if token not in self.timing and self.holder != token:
-            self.timing.append(token)
-
-    def may_time(self, token: str) -> bool:
-        if self.holder == token:
-            return True
-        if self.holder is None and self.timing and self.timing[0] == token and not self.working:
-            self.holder = self.timing.popleft()
-            return True
-        return False
-
-
-def actor_classes():
-    """(Board, Gate) as Ray actor classes; no CPU reserved for them, so they never take a run's place."""
+def board_class():
+    """`Board` as a Ray actor class; no CPU reserved for it, so it never takes a run's place."""
     import ray
 
-    return ray.remote(num_cpus=0)(Board), ray.remote(num_cpus=0)(Gate)
+    return ray.remote(num_cpus=0)(Board)
+
+
+def node_gate_folder() -> Path:
+    """Where this node's timing gate keeps its lock files: one folder per machine, so every task on
+    it (from any sweep, any Ray node started on it) takes turns with the others."""
+    folder = Path(tempfile.gettempdir()) / "pruning-lab-ray-gate"
+    try:
+        folder.mkdir(exist_ok=True)
+    except OSError:
+        pass  # TimingGate then works without a gate (nothing waits), as it does for a read-only store
+    return folder
 
 
 def _node_cpus(ray, node: str) -> int:
@@ -98,19 +71,14 @@ def _node_cpus(ray, node: str) -> int:
 
 
 class _Reporter:
-    """The progress callback of a run inside a task: reports to the board (throttled), pauses while
-    another task on this node times latency, and takes the node alone for its own timing."""
+    """The progress callback of a run inside a task: reports to the board (throttled, never waiting
+    for an answer), pauses while another task on this machine times latency, and takes the machine
+    alone for its own timing. The gate is `TimingGate`'s lock files, not an actor: a task that waited
+    in `ray.get` would hand its CPU back to Ray, which would start another task beside it."""
 
-    def __init__(self, ray, run_id: str, board, gate, node: str, threads: int):
+    def __init__(self, ray, run_id: str, board, gate: TimingGate, node: str, threads: int):
         self.ray, self.run_id, self.board, self.gate, self.node = ray, run_id, board, gate, node
-        self.threads, self.sent, self.alone = threads, 0.0, False
-
-    def _wait(self, call) -> None:
-        while not self.ray.get(call()):
-            time.sleep(WAIT_STEP)
-
-    def start(self) -> None:
-        self._wait(lambda: self.gate.enter.remote(self.run_id))
+        self.threads, self.sent = threads, 0.0
 
     def __call__(self, fraction: float, message: str) -> None:
         import torch
@@ -120,33 +88,13 @@ class _Reporter:
             self.board.report.remote(self.run_id, fraction, message, self.node)
             self.sent = now
         if message == TIMING:  # from here to the end (latency, the method's own timings) alone
-            self.gate.want.remote(self.run_id)
-            self._wait(lambda: self.gate.may_time.remote(self.run_id))
-            self.alone = True
+            self.gate.take()
             torch.set_num_threads(_node_cpus(self.ray, self.node))
-        elif self.alone and fraction >= 1.0:
+        elif self.gate.alone and fraction >= 1.0:
+            self.gate.give_back()
             torch.set_num_threads(self.threads)
-        elif not self.alone and self.ray.get(self.gate.busy.remote()):
-            self.gate.leave.remote(self.run_id)
-            self._wait(lambda: self.gate.enter.remote(self.run_id))
-
-    def finish(self) -> None:
-        self.alone = False
-        self.ray.get(self.gate.leave.remote(self.run_id))
-
-
-def gate_of(ray, node: str):
-    """This node's gate (created by the first task that asks; it outlives the coordinator)."""
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    _, gate_class = actor_classes()
-    return gate_class.options(
-        name=f"gate-{node}",
-        namespace=GATE_NAMESPACE,
-        get_if_exists=True,
-        lifetime="detached",
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False),
-    ).remote()
+        else:
+            self.gate.checkpoint()
 
 
 def run_task(run_id: str, config: dict[str, Any], threads: int, board, debug: bool) -> dict[str, Any]:
@@ -155,16 +103,20 @@ def run_task(run_id: str, config: dict[str, Any], threads: int, board, debug: bo
     import ray
     import torch
 
-    from pruning.errors import UserError
-    from pruning.runs import experiment
     from pruning.runs.config import RunConfig
-    from pruning.runs.prepared import importance, prepare
 
     torch.set_num_threads(threads)
     node = ray.get_runtime_context().get_node_id()
-    reporter = _Reporter(ray, run_id, board, gate_of(ray, node), node, threads)
-    reporter.start()
     wanted = RunConfig.from_dict(config)
+    with TimingGate(node_gate_folder()) as gate:
+        return _run(ray, run_id, wanted, _Reporter(ray, run_id, board, gate, node, threads), node, debug)
+
+
+def _run(ray, run_id: str, wanted, reporter: _Reporter, node: str, debug: bool) -> dict[str, Any]:
+    from pruning.errors import UserError
+    from pruning.runs import experiment
+    from pruning.runs.prepared import importance, prepare
+
     try:
         with tempfile.TemporaryDirectory(prefix="pruning-export-") as scratch:
             here = wanted.replace(export=str(Path(scratch) / "export")) if wanted.export else wanted
@@ -182,8 +134,6 @@ def run_task(run_id: str, config: dict[str, Any], threads: int, board, debug: bo
         if isinstance(exc, UserError) and not debug:
             return {"error": str(exc)}
         return {"error": f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"}
-    finally:
-        reporter.finish()
 
 
 def _moved(value: Any, old: str, new: str) -> Any:

@@ -1,5 +1,5 @@
 """Latency is timed while no other job of the store computes: jobs take turns through two lock files
-beside lab.db (the local twin of `cluster_task.Gate`, which does this for Ray's tasks on a node).
+beside lab.db (the same gate serves Ray's tasks, with its files in each machine's temporary folder).
 
 `work.lock`: every executing worker holds it shared. `timing.lock`: a job about to time takes it
 alone first, then `work.lock` alone, which it gets once every other worker has reached a progress
