@@ -15,7 +15,7 @@ from pruning.runs import curve as curves
 from pruning.runs.config import RunConfig
 from pruning.runs.result import RunResult
 
-POLL_SECONDS = 0.5
+POLL_SECONDS = 0.25
 
 
 def numbers(result: RunResult, samples: int) -> None:
