@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.shared import access, jobs, welcome
+from pages.shared import access, jobs, warmup, welcome
 from pages.shared.text import plain
 
 st.set_page_config(layout="wide", page_title="Pruning Lab")
@@ -23,6 +23,7 @@ if presenting:
     if page.url_path != "present":
         st.switch_page("pages/present.py", query_params=st.query_params.to_dict())
     page.run()
+    warmup.start()
     st.stop()
 with st.sidebar:
     if access.exposed_without_password():
@@ -37,3 +38,4 @@ with st.sidebar:
         st.switch_page("pages/present.py", query_params={"present": "1"})
 welcome.first_visit(jobs.store())
 page.run()
+warmup.start()  # after the first page: the other sample models load while the visitor reads it

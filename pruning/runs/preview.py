@@ -129,6 +129,31 @@ def single_threaded() -> None:
         torch.set_num_threads(1)
 
 
+_warming: list[threading.Thread] = []
+
+
+def warm(configs: list[RunConfig]) -> threading.Thread:
+    """Prepare `configs` (and preview each at its sparsity) in one background thread, in order, once
+    per process: the dashboard's first visitor then finds the sample models loaded. A config that
+    fails is skipped (its page shows the error when asked). Returns the thread."""
+    with _lock:
+        if _warming:
+            return _warming[0]
+        thread = threading.Thread(target=_warm, args=(list(configs),), daemon=True, name="preview-warm-up")
+        _warming.append(thread)
+    thread.start()
+    return thread
+
+
+def _warm(configs: list[RunConfig]) -> None:
+    single_threaded()
+    for config in configs:
+        try:
+            preview(config)
+        except Exception:  # noqa: S112 (a warm-up has no one to tell; the page reports it when asked)
+            continue
+
+
 def clear() -> None:
     """Forget every cached model and preview (for tests, or after sample weights changed)."""
     with _lock:

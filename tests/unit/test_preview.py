@@ -74,3 +74,19 @@ def test_a_slow_model_previews_on_as_many_samples_as_fit_the_time_budget(monkeyp
     preview.clear()
     assert preview.preview(MLP.replace(sparsity=0.6)).config["eval_samples"] is None  # fast: all 450
     preview.clear()
+
+
+def test_the_warm_up_prepares_in_the_background_and_skips_what_fails(monkeypatch) -> None:
+    monkeypatch.setattr(preview, "_warming", [])
+    preview.clear()
+    good = RunConfig("mlp-digits", "magnitude", 0.5)
+    thread = preview.warm([RunConfig("no-such-model", "magnitude", 0.5), good])
+    assert preview.warm([good]) is thread  # once per process
+    thread.join(timeout=300)
+    assert not thread.is_alive()
+    prepared = []
+    monkeypatch.setattr(
+        preview, "prepare", lambda *a, **k: prepared.append(a) or pytest.fail("prepared again")
+    )
+    assert preview.preview(good).sparsity == pytest.approx(0.5, abs=0.01)  # from the warm cache
+    assert not prepared
