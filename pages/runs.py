@@ -6,6 +6,7 @@ from pages.shared import jobs, routing, ui
 from pages.shared.confirm import confirmed_button
 from pages.shared.text import plain
 from pruning.present import report, views
+from pruning.runs import pictures
 
 TABLE = views.titled(
     "run_id status model method target_sparsity sparsity accuracy_dense accuracy_before_finetune accuracy "
@@ -105,5 +106,9 @@ with b:
         disabled=not finished,
     )
 c.download_button(
-    "Download HTML report", lambda: report.render(chosen), "pruning-report.html", "text/html", key="report"
+    "Download HTML report",
+    lambda: report.render(chosen, (), pictures.of_records(report.headline_runs(chosen))[0]),
+    "pruning-report.html",
+    "text/html",
+    key="report",
 )

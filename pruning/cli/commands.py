@@ -283,8 +283,13 @@ def report(args: Namespace) -> None:
     if not records:
         raise UserError(f"no succeeded runs in {store.root} to report; run `python -m pruning demo` first")
     analyses = store.runs(status="succeeded", kind="sensitivity")
+    from pruning.runs import pictures
+
+    pruned, missing = pictures.of_records(html_report.headline_runs(records))
+    for run_id, why in missing.items():
+        print(f"note: no mask pictures of run {run_id}: {why}", file=sys.stderr)
     try:
-        html_report.write(records, out, analyses)
+        html_report.write(records, out, analyses, pruned)
     except OSError as exc:
         raise UserError(
             f"could not write the report to '{out}' ({exc.strerror or exc}); choose another --out"

@@ -1,4 +1,5 @@
-"""A self-contained HTML report of runs: the narrative, the honest numbers, curves and configs, offline.
+"""A self-contained HTML report of runs: the narrative, the honest numbers, curves, pictures of what the
+headline run pruned, and configs, offline.
 
 plotly.js is embedded once, gzipped (1.5 MB instead of 4.8 MB; the browser inflates it with its own
 `DecompressionStream`), so the file opens on a machine with no internet. Every chart has PNG and SVG
@@ -24,7 +25,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from pruning.errors import UserError
-from pruning.present import charts, narrative, views
+from pruning.present import charts, narrative, pictures, views
+from pruning.runs.pictures import Pruned
 from pruning.runs.store import RunRecord
 
 PLOTLY_JS = Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
@@ -75,6 +77,8 @@ SUMMARY_COLUMNS = views.titled(
     "accuracy_dense accuracy_before_finetune accuracy "
     "metric_name metric_dense metric_before_finetune metric".split()
 )
+PICTURE_SIDE = 64  # the report's mask pictures are downsampled to this many pixels a side
+PICTURE_LAYERS = 6  # the largest layers of the headline run are drawn
 _PATH = re.compile(r"(?<![\w.])(?:[A-Za-z]:)?(?:[\\/][^\s\\/'\"`,;:()]+)+[\\/]?")
 
 
@@ -127,14 +131,49 @@ def _headline(found: narrative.Headline | None) -> str:
     return f"<p>Dense against the smallest run within 1 point of dense:</p><table>{cells}</table>"
 
 
+def headline_runs(records: Sequence[RunRecord]) -> list[RunRecord]:
+    """The run each model's headline is about (what the report draws as mask pictures)."""
+    runs = narrative.frame(records)
+    chosen = [narrative.headline(group) for _, group in runs.groupby("model", sort=True)] if len(runs) else []
+    ids = {h.run_id for h in chosen if h is not None}
+    return [r for r in records if r.id in ids]
+
+
+def _pictures(model: str, run_id: str, found: tuple[Pruned, str]) -> list[str]:
+    """Mask pictures of the largest layers of a run, and its kept channels when structure was removed."""
+    pruned, source = found
+    largest = sorted(pruned.weights, key=lambda n: pruned.weights[n].size, reverse=True)[:PICTURE_LAYERS]
+    shown = [n for n in pruned.weights if n in largest]  # in model order
+    parts = [
+        f"<h3>What was pruned in run {html.escape(run_id)}</h3><p class='note'>From "
+        f"{html.escape(source)}; the {len(shown)} largest of {len(pruned.weights)} prunable layers, kept "
+        "weights light, removed dark.</p>"
+    ]
+    for name in shown:
+        image = pictures.picture(name, pruned.weights[name], PICTURE_SIDE)
+        image = pictures.Picture(image.name, image.shape, image.image.round(2), image.factor, image.kept)
+        parts.append(_chart(pictures.mask_figure(image), image.title, f"{model}-mask-{name}"))
+    if pruned.removed:
+        shapes = {n: w.shape for n, w in pruned.weights.items()}
+        frame = pictures.channels_frame(pruned.dense_shapes, shapes, pruned.heads)
+        figure = pictures.channels_figure(frame, "output channels")
+        parts.append(_chart(figure, "Output channels kept and removed per layer", f"{model}-channels"))
+    return parts
+
+
 def _model_section(
-    model: str, records: Sequence[RunRecord], runs: pd.DataFrame, analysis: Mapping[str, Any] | None
+    model: str,
+    records: Sequence[RunRecord],
+    runs: pd.DataFrame,
+    analysis: Mapping[str, Any] | None,
+    pruned: Mapping[str, tuple[Pruned, str]],
 ) -> list[str]:
     metric = (analysis or {}).get("metric", "accuracy")
     story = narrative.story(runs, (analysis or {}).get("rows", []), metric)
     parts = [f"<h2>{html.escape(model)}</h2>"]
     parts += [f"<p class='story'>{html.escape(without_paths(s))}</p>" for s in story]
-    parts.append(_headline(narrative.headline(runs)))
+    found = narrative.headline(runs)
+    parts.append(_headline(found))
     parts.append(_chart(charts.accuracy_vs_sparsity(runs), "Accuracy against sparsity", f"{model}-sparsity"))
     size = charts.accuracy_vs_size(runs, x="compression_ratio", accuracy="both")
     parts.append(_chart(size, "Accuracy against compression (before and after fine-tuning)", f"{model}-size"))
@@ -154,6 +193,8 @@ def _model_section(
         table = pd.DataFrame(analysis["rows"])
         sens = charts.sensitivity_heatmap(table, metric)
         parts.append(_chart(sens, "Sensitivity: one layer pruned alone", f"{model}-sensitivity"))
+    if found is not None and found.run_id in pruned:
+        parts += _pictures(model, found.run_id, pruned[found.run_id])
     return parts
 
 
@@ -161,9 +202,14 @@ def _config_cell(value: str) -> str:
     return without_paths(value)
 
 
-def render(records: Sequence[RunRecord], analyses: Sequence[RunRecord] = ()) -> str:
+def render(
+    records: Sequence[RunRecord],
+    analyses: Sequence[RunRecord] = (),
+    pruned: Mapping[str, tuple[Pruned, str]] | None = None,
+) -> str:
     """The report as one HTML string. `analyses`: sensitivity jobs; the newest succeeded one of each
-    reported model is shown with it."""
+    reported model is shown with it. `pruned`: run id -> (its pruned weights, where they come from),
+    drawn as mask pictures for the model's headline run (`headline_runs`)."""
     runs_only = [r for r in records if r.kind == "run"]
     runs = views.runs_frame(runs_only)
     succeeded = narrative.frame(runs_only)
@@ -179,7 +225,7 @@ def render(records: Sequence[RunRecord], analyses: Sequence[RunRecord] = ()) -> 
     ]
     if not succeeded.empty:
         for model, group in succeeded.groupby("model", sort=True):
-            parts += _model_section(str(model), runs_only, group, newest.get(model))
+            parts += _model_section(str(model), runs_only, group, newest.get(model), pruned or {})
     summary = runs.reindex(columns=list(SUMMARY_COLUMNS)).rename(columns=SUMMARY_COLUMNS)
     parts += ["<h2>Summary</h2>", f"<div class='wide'>{_table(summary)}</div>"]
     failed = [r for r in runs_only if r.status != "succeeded"]
@@ -200,11 +246,16 @@ def render(records: Sequence[RunRecord], analyses: Sequence[RunRecord] = ()) -> 
     )
 
 
-def write(records: Sequence[RunRecord], out: str | Path, analyses: Sequence[RunRecord] = ()) -> Path:
+def write(
+    records: Sequence[RunRecord],
+    out: str | Path,
+    analyses: Sequence[RunRecord] = (),
+    pruned: Mapping[str, tuple[Pruned, str]] | None = None,
+) -> Path:
     """Write the report for `records` (and their models' `analyses`) to `out`; returns its path."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(records, analyses), encoding="utf-8")
+    out.write_text(render(records, analyses, pruned), encoding="utf-8")
     return out
 
 

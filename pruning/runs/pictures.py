@@ -14,8 +14,10 @@ from torch import nn
 
 from pruning.core import masks as masking
 from pruning.core import models
+from pruning.errors import UserError
 from pruning.runs import experiment, preview
 from pruning.runs.config import RunConfig
+from pruning.runs.store import RunRecord
 
 
 @dataclass
@@ -66,3 +68,33 @@ def of_run(config: dict, result: dict, exported: Path) -> Pruned:
     shapes = {name: tuple(m.weight.shape) for name, m in layers.items()}
     removed = bool((result.get("pruned") or {}).get("removed"))
     return Pruned(weights, shapes, removed, _heads(dense, result))  # details are top-level keys of a result
+
+
+def of_record(record: RunRecord) -> tuple[Pruned, str] | None:
+    """What a stored run pruned, and where that comes from: its exported weights if it kept them, else
+    (a one-shot run) its masks pruned again from its config, the same the run fine-tuned with (the
+    pruning is deterministic for a config and seed); None for an iterative or lottery run without an
+    export, whose masks only the run itself had."""
+    weights = ((record.result or {}).get("export") or {}).get("weights")
+    if weights and Path(weights).is_file():
+        return of_run(record.config, record.result or {}, Path(weights)), "its exported weights"
+    config = RunConfig.from_dict(record.config)
+    if config.schedule != "oneshot":
+        return None
+    return of_preview(config.replace(export=None)), "its one-shot masks, pruned again from its config"
+
+
+def of_records(records: list[RunRecord]) -> tuple[dict[str, tuple[Pruned, str]], dict[str, str]]:
+    """`of_record` of each run: ({run id: (pruned, source)}, {run id: why there is no picture})."""
+    found, missing = {}, {}
+    for record in records:
+        try:
+            drawn = of_record(record)
+        except (UserError, OSError) as exc:  # its model, weights or data are gone since
+            missing[record.id] = str(exc)
+            continue
+        if drawn is None:
+            missing[record.id] = f"its {record.config.get('schedule')} masks were kept by the run only"
+        else:
+            found[record.id] = drawn
+    return found, missing

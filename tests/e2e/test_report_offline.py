@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pruning.present import report
-from pruning.runs import submit
+from pruning.runs import pictures, submit
 from pruning.runs.config import RunConfig
 from pruning.runs.store import Store
 from tests.e2e.conftest import ARTIFACTS, WAIT_MS
@@ -42,12 +42,16 @@ def test_report_charts_pngs_svgs_and_pdf_work_offline(offline, tmp_path: Path) -
     context, blocked = offline
     with Store(tmp_path / "lab") as store:
         submit.submit(store, CONFIGS)
-        path = report.write(store.runs(), tmp_path / "report.html")
+        records = store.runs()
+        pruned, _ = pictures.of_records(report.headline_runs(records))
+        path = report.write(records, tmp_path / "report.html", (), pruned)
     page = context.new_page()
     page.goto(path.as_uri())
     page.wait_for_selector("body[data-ready='1']")
     charts = page.locator(".chart")
-    assert charts.count() == 3  # accuracy vs sparsity, vs compression, sparsity per layer
+    # accuracy vs sparsity, vs compression, sparsity per layer, and the headline run's mask pictures
+    masks = path.read_text().count("-mask-")
+    assert masks >= 1 and charts.count() == 3 + masks + path.read_text().count("-channels'")
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "report-offline.png", full_page=True)
     for i in range(charts.count()):

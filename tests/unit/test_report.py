@@ -92,3 +92,23 @@ def test_cli_report(lab: Path, tmp_path: Path, cli) -> None:
     assert both.returncode != 0 and "or --all for every succeeded run (not both)" in both.stderr
     missing = cli("report", "no-such-run", "--out", str(out), "--store", str(lab))
     assert missing.returncode != 0 and "no run 'no-such-run'" in missing.stderr
+
+
+def test_the_headline_run_is_drawn_as_it_was_pruned(lab: Path, tmp_path: Path) -> None:
+    from pruning.runs import pictures
+
+    with Store(lab) as store:
+        records = store.runs()
+    (headline,) = report.headline_runs(records)
+    pruned, missing = pictures.of_records([headline])
+    assert not missing
+    html = report.render(records, (), pruned)
+    assert f"What was pruned in run {headline.id}" in html
+    assert "pruned again from its config" in html  # the run kept no export: its one-shot masks
+    for layer in headline.result["layers"]:  # each picture keeps what the run kept, layer by layer
+        kept = 1 - layer["sparsity"]
+        assert f"<h3>{layer['name']}: " in html and f"{kept:.1%} of the weights kept" in html
+    charts = re.findall(r"<div class='chart' data-name='([^']+)'>", html)
+    assert [c for c in charts if "-mask-" in c] == [
+        f"mlp-digits-mask-{x['name']}" for x in headline.result["layers"]
+    ]
