@@ -1,6 +1,6 @@
 """The stakeholder path, timed and pictured: `python -m pruning demo` from an empty store (goal: under
 two minutes on a 2-core machine), the HTML report of its history (size; was 4.8 MB before plotly.js
-was gzipped) and its PDF, then the README's screenshots of presentation mode and the report, taken in
+was gzipped) and its PDF, then the README's screenshots of the Prune page with its live curve, presentation mode and the report, taken in
 Debian's chromium with the network cut and written to docs/ (each under 300 kB).
 
 `python -m benchmarks demo`; the screenshots are skipped, with a line saying so, without chromium.
@@ -46,6 +46,21 @@ def _only_files(route) -> None:
     route.continue_() if url.startswith(("file:", "http://127.0.0.1")) else route.abort()
 
 
+def prune_screenshot(page, url: str) -> None:
+    """The Prune page of cnn-digits at 70% with its live curve complete: docs/prune-live-curve.png."""
+    from benchmarks.live_curve import wait_complete
+
+    page.set_viewport_size({"width": 1500, "height": 1300})
+    page.goto(f"{url}/?model=cnn-digits&method=magnitude&sparsity=0.7")
+    page.get_by_text("(target 70.0%)").wait_for(timeout=600_000)
+    wait_complete(page)
+    page.wait_for_timeout(1500)  # let the fade-in of the last elements finish
+    page.get_by_role("heading", name="Live preview").evaluate("e => e.scrollIntoView({block: 'start'})")
+    name = "prune-live-curve.png"
+    emit(f"screenshot docs/{name}", _save_png(page.screenshot(), DOCS / name), "bytes", "<= 300000")
+    page.set_viewport_size(VIEWPORT)
+
+
 def screenshots(store: Path, report_html: Path) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -68,6 +83,7 @@ def screenshots(store: Path, report_html: Path) -> None:
                 emit(
                     f"screenshot docs/{name}", _save_png(page.screenshot(), DOCS / name), "bytes", "<= 300000"
                 )
+            prune_screenshot(page, server.url)
             page.goto(report_html.as_uri())
             page.wait_for_selector("body[data-ready='1']", timeout=600_000)
             page.locator(".story").first.scroll_into_view_if_needed()

@@ -80,7 +80,7 @@ def draw(base: RunConfig, slider: RunResult | None, samples: int, polling: bool)
         st.caption(
             plain(f"Not reachable by this method here: {', '.join(f'{x:.0%}' for x in curve.skipped)}.")
         )
-    else:
+    elif not curve.done:
         st.caption(f"Computing the curve in the background: {len(points)} of {len(curve.levels)} levels.")
     if polling and curve.done:
         st.rerun()  # once, so the page stops polling
