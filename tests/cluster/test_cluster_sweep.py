@@ -160,3 +160,39 @@ def test_progress_reaches_the_store_per_task_with_its_node(ray_session, tmp_path
     node = ray_session.get_runtime_context().get_node_id()
     assert store.get(run_id).message.endswith(f"(node {node[:8]})")
     assert cluster.resources(ray_session) == {"nodes": 1, "cpus": 2.0, "gpus": 0.0}
+
+
+def _running_tasks() -> int:
+    """Ray worker processes executing a run right now (Ray names them after the task)."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        try:
+            count += (entry / "cmdline").read_bytes().startswith(b"ray::run_task")
+        except OSError:
+            continue
+    return count
+
+
+def test_tasks_never_outnumber_the_cpus_even_while_one_times_latency(ray_session, tmp_path):
+    # A task that waited in ray.get (for an actor's answer) lent its CPU to Ray, which started a third
+    # task beside the two: every run of the sweep then went slower.
+    base = RunConfig("mlp-digits", "magnitude", 0.5, finetune_epochs=3, latency=True)
+    configs = submit.sweep_configs(base, ["magnitude", "random"], [0.3, 0.5, 0.7])
+    peak, done = [0], threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _running_tasks())
+            done.wait(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        ids = submit.submit(Store(tmp_path / "lab"), configs, "ray")
+    finally:
+        done.set()
+        watcher.join()
+    records = [Store(tmp_path / "lab").get(i) for i in ids]
+    assert [r.status for r in records] == ["succeeded"] * 6
+    assert all(r.result["latency_ms"]["dense"] for r in records)  # each timed, taking its turn
+    assert 1 <= peak[0] <= 2, f"{peak[0]} tasks ran at once on 2 CPUs"
