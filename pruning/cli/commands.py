@@ -372,12 +372,20 @@ def sensitivity(args: Namespace) -> None:
 
 
 def allocate(args: Namespace) -> None:
-    result = _analyse(args)
-    allocation = analysis.allocate(result, _number(args.sparsity))
-    counts = result.layers
+    if args.owl:
+        config = submit.analysis_config(
+            args.model, "magnitude", data=args.data, weights=args.weights, seed=args.seed, task=args.task,
+            calib_samples=args.calib_samples,
+        )  # fmt: skip
+        allocation, counts = analysis.owl_with_counts(config, _number(args.sparsity))
+        model, method = args.model, "owl"
+    else:
+        result = _analyse(args)
+        allocation = analysis.allocate(result, _number(args.sparsity))
+        counts, model, method = result.layers, result.model, result.method
     achieved = sum(counts[n] * s for n, s in allocation.items()) / sum(counts.values())
     if args.json:
-        out = {"model": result.model, "method": result.method, "target_sparsity": float(args.sparsity)}
+        out = {"model": model, "method": method, "target_sparsity": float(args.sparsity)}
         return output.print_json({**out, "sparsity": achieved, "layer_sparsity": allocation})
     for name, value in allocation.items():
         output.say(f"{name:<24} {counts[name]:>8} weights  sparsity {value:.4f}")

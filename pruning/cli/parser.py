@@ -143,5 +143,11 @@ def parser() -> argparse.ArgumentParser:
     sensitivity.set_defaults(func=commands.sensitivity)
     allocate = sub.add_parser("allocate", parents=[analysis], help="per-layer sparsities from sensitivity")
     allocate.add_argument("--sparsity", required=True, help="global target (fraction of prunable weights)")
+    allocate.add_argument(
+        "--owl",
+        action="store_true",
+        help="outlier-weighed layerwise sparsity (Yin et al., 2024) from one calibration pass of the "
+        "dense model, instead of the sensitivity analysis (for language models; --method is ignored)",
+    )
     allocate.set_defaults(func=commands.allocate)
     return top

@@ -271,6 +271,13 @@ def allocate_owl(
 
 def owl(config: RunConfig, target: float, threshold: float = OWL_THRESHOLD, limit: float = OWL_LIMIT):
     """OWL's per-layer sparsities for `config.model` (its weights, data, seed) at `target`."""
+    return owl_with_counts(config, target, threshold, limit)[0]
+
+
+def owl_with_counts(
+    config: RunConfig, target: float, threshold: float = OWL_THRESHOLD, limit: float = OWL_LIMIT
+) -> tuple[dict[str, float], dict[str, int]]:
+    """`owl`, and the weight count of each prunable layer (what the overall sparsity is over)."""
     loaded = load(config.replace(method="magnitude", sparsity=0.0, layer_sparsity=(), options=()))
     counts = {name: layer.weight.numel() for name, layer in loaded.layers.items()}
-    return allocate_owl(outlier_ratios(loaded, threshold), counts, target, limit)
+    return allocate_owl(outlier_ratios(loaded, threshold), counts, target, limit), counts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -85,3 +86,18 @@ def test_allocations_are_drawn_side_by_side_in_model_order_on_a_fixed_axis():
     assert list(figure.data[0].y) == [owl_levels[n] for n in counts]
     assert tuple(figure.layout.yaxis.range) == (0, 1)
     assert figure.layout.shapes[0].y0 == 0.6 and figure.layout.barmode == "group"
+
+
+@pytest.mark.slow  # CLI subprocesses
+def test_cli_allocate_owl(cli, tmp_path):
+    (tmp_path / "two.py").write_text(TWO)
+    spec = str(tmp_path / "two.py")
+    common = ["allocate", "--model", f"{spec}:model", "--data", f"{spec}:data", "--method", "wanda"]
+    done = cli(*common, "--sparsity", "0.5", "--owl", "--json", "--store", str(tmp_path / "lab"))
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    assert plan["method"] == "owl" and plan["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert plan["layer_sparsity"]["loud"] < 0.5 < plan["layer_sparsity"]["quiet"]
+    assert not (tmp_path / "lab").exists()  # an allocation stores nothing
+    refused = cli(*common, "--sparsity", "1.2", "--owl")
+    assert refused.returncode == 2 and refused.stderr.strip().startswith("error: target sparsity")
