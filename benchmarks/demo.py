@@ -1,7 +1,8 @@
-"""The stakeholder path, timed and pictured: `python -m pruning demo` from an empty store (goal: under
-two minutes on a 2-core machine), the HTML report of its history (size; was 4.8 MB before plotly.js
-was gzipped) and its PDF, then the README's screenshots of the Prune page with its live curve, presentation mode and the report, taken in
-Debian's chromium with the network cut and written to docs/ (each under 300 kB).
+"""The stakeholder path, timed and pictured: `python -m pruning demo` from an empty store (goal: under two
+minutes on a 2-core machine), the HTML report of its history (size; was 4.8 MB before plotly.js was
+gzipped) and its PDF, then the README's screenshots of the Prune page with its live curve, presentation
+mode and the report, taken in Debian's chromium with the network cut and written to docs/ (each under
+300 kB).
 
 `python -m benchmarks demo`; the screenshots are skipped, with a line saying so, without chromium.
 """

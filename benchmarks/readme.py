@@ -23,7 +23,16 @@ README = REPO / "README.md"
 LAST_RUN = REPO / "benchmarks" / "last-run.jsonl"
 BEGIN, END = "<!-- figures:begin -->", "<!-- figures:end -->"
 # module -> intra-op threads (None: torch's default, all cores)
-MODULES = {"accuracy": None, "engine": 1, "structured": 1, "dashboard": 1, "real_size": None, "nm": None}
+MODULES = {
+    "accuracy": None,
+    "engine": 1,
+    "structured": 1,
+    "dashboard": 1,
+    "live_curve": 1,
+    "real_size": None,
+    "nm": None,
+    "cluster": None,
+}
 
 
 def measure() -> list[dict]:
