@@ -9,6 +9,8 @@ Run: `python -m benchmarks dashboard`. Each server gets a throwaway store ($PRUN
 - page_drawn/<page>: a new tab opened on each page of a warm server whose store holds a small sweep
   (mlp-digits, 2 methods x 3 levels, no fine-tuning): from `goto` to the page's content drawn (its
   chart, table or numbers visible, no element stale, the script finished); median of 3 tabs.
+  page_drawn/bare_streamlit: the same for a bare Streamlit page (a title, one small Plotly chart and
+  a three-row table) on its own server: the floor that Streamlit's own front end sets in this browser.
 - preview_latency/<model>: from a slider step (a key press on the focused slider, i.e. a released
   slider) to the preview's sparsity text and per-layer chart both showing the new value; median of
   8 steps per sample model with `magnitude`, after the model was loaded once. The worst step is
@@ -22,9 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-from benchmarks.browser import REPO, launch, start_dashboard, stop
+from benchmarks.browser import REPO, free_port, launch, start_dashboard, stop
 from benchmarks.common import emit
 from pruning.core.models import SAMPLE_MODELS
 
@@ -80,6 +83,41 @@ def page_drawn(browser, url: str, path: str, heading: str | None, content: str) 
         page.close()
 
 
+BARE = """
+import plotly.graph_objects as go
+import streamlit as st
+
+st.title("Bare")
+st.plotly_chart(go.Figure(go.Scatter(x=[0, 1, 2], y=[1, 3, 2])))
+st.dataframe({"a": [1, 2, 3]})
+"""
+
+
+def bare_floor(browser, folder: Path) -> float:
+    """Median seconds for a new tab of a bare Streamlit page to draw its chart and table."""
+    script = folder / "bare.py"
+    script.write_text(BARE)
+    port = free_port()
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.port", str(port),
+               "--server.address", "127.0.0.1", "--server.headless", "true",
+               "--browser.gatherUsageStats", "false"]  # fmt: skip
+    with open(folder / "bare.log", "wb") as log:
+        process = subprocess.Popen(command, cwd=folder, stdout=log, stderr=log)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.05)
+        page_drawn(browser, url, "", "Bare", ".js-plotly-plot")  # the server's first run
+        return statistics.median(page_drawn(browser, url, "", "Bare", ".js-plotly-plot") for _ in range(3))
+    finally:
+        stop(process)
+
+
 def seed(home: Path) -> None:
     command = [
         sys.executable, "-m", "pruning", "sweep", "--store", str(home), "--model", "mlp-digits",
@@ -124,6 +162,8 @@ def main() -> None:
             for name, (path, heading, content) in PAGES.items():
                 seconds = [page_drawn(browser, server.url, path, heading, content) for _ in range(3)]
                 emit(f"dashboard/page_drawn/{name}", round(statistics.median(seconds), 3), "s", "<= 2")
+            floor = bare_floor(browser, Path(tmp))
+            emit("dashboard/page_drawn/bare_streamlit", round(floor, 3), "s")
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             for model in SAMPLE_MODELS:
                 seconds = preview_steps(page, server.url, model)
