@@ -141,6 +141,65 @@ def test_each_layer_sees_the_outputs_of_the_layers_pruned_before_it(build):
     assert not torch.allclose(hessian_from_full_pass(model, layers[last], x), dense_hessian, atol=1e-3)
 
 
+class SharedInputsBlock(nn.Module):
+    """A Llama-like block: q, k and v read one tensor, so do gate and up; o and down read what the
+    layers before them produce."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.q, self.k, self.v, self.o = (nn.Linear(width, width) for _ in range(4))
+        self.gate, self.up, self.down = nn.Linear(width, 16), nn.Linear(width, 16), nn.Linear(16, width)
+
+    def forward(self, x):
+        h = torch.tanh(x)
+        attention = torch.softmax(self.q(h) @ self.k(h).transpose(1, 2), dim=-1) @ self.v(h)
+        x = x + self.o(attention)
+        h = torch.tanh(x)
+        return x + self.down(torch.relu(self.gate(h)) * self.up(h))
+
+
+class SharedInputsStack(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.blocks = nn.ModuleList(SharedInputsBlock() for _ in range(2))
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(torch.tanh(x))
+
+
+def test_layers_reading_the_same_inputs_share_one_replay_and_later_layers_see_them_pruned():
+    torch.manual_seed(0)
+    model = SharedInputsStack().eval()
+    x = torch.randn(6, 5, 8)
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    hessians = {}
+    with torch.no_grad():
+        for name, layer, hessian in sequential(model, layers, [x[:4], x[4:]]):
+            # what a full pass through the model as it is now (earlier layers pruned) feeds this layer
+            torch.testing.assert_close(hessian, hessian_from_full_pass(model, layer, x), atol=1e-4, rtol=1e-4)
+            hessians[name] = hessian.clone()
+            layer.weight.mul_(torch.rand(layer.weight.shape) > 0.5)  # prune it before the next is read
+    assert list(hessians) == list(layers)
+    for block in ("blocks.0", "blocks.1"):
+        assert torch.equal(hessians[f"{block}.q"], hessians[f"{block}.k"])
+        assert torch.equal(hessians[f"{block}.q"], hessians[f"{block}.v"])
+        assert torch.equal(hessians[f"{block}.gate"], hessians[f"{block}.up"])
+    # per batch: one replay for q/k/v, one for o, one for gate/up, one for down, one for the block's
+    # outputs; the head is read without computing the blocks again. Layer by layer: 8, then 1 more.
+    calls = []  # every call of the first block's q projection that computes it
+    torch.manual_seed(0)
+    model = SharedInputsStack().eval()
+    model.blocks[0].q.register_forward_hook(lambda *_: calls.append(1))
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, nn.Linear)}
+    with torch.no_grad():
+        for _ in sequential(model, layers, [x[:4], x[4:]]):
+            pass
+    assert len(calls) == 5 * 2
+
+
 def test_gpt2_blocks_replayed_from_their_recorded_arguments_see_what_a_full_pass_sees():
     import transformers
 

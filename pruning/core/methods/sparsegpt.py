@@ -9,10 +9,18 @@ number of weights per layer; N:M masks choose n of every m consecutive inputs as
 reached.
 
 Layers are processed in model order with their inputs taken through the layers already pruned, as
-in the paper. Transformer stacks (a ModuleList of same-class blocks) are walked block by block:
-each block's inputs are computed once, replayed for each of its layers, then replaced by the pruned
-block's outputs; other layers see a full forward pass that stops at them. Only the current layer's
-Hessian is held.
+in the paper. Transformer stacks (a ModuleList of same-class blocks) are walked block by block: the
+calibration set's inputs of each block are computed once (for every batch, the block's arguments),
+and the block is replayed on them up to each of its layers in turn, that layer's H accumulated
+batch by batch in float32 (X^T X with addmm_, no copy of all the inputs). Layers that the block
+calls one after the other with the very same input tensor (q/k/v projections, gate/up) share one
+replay and one H: pruning the first cannot change an input computed before it, so each still gets
+the inputs the layers pruned before it produce. A layer reading another input (o, down) waits for
+its own replay, after those are pruned. The pruned block's outputs then replace its inputs. Layers
+after the stack (a language model's head) read the stack's last outputs through the model's own
+code, its blocks answering with them instead of being computed again; other layers see a full
+forward pass that stops at them. Only the current H is held, and each weight is rewritten where it
+lies (a 50257-output head: one 128-column slab and its errors as working memory).
 """
 
 from __future__ import annotations
@@ -37,6 +45,112 @@ BLOCKSIZE = Param("blocksize", "int", 128, "columns updated together (lazy batch
 DAMP = Param("damp", "float", 0.01, "dampening added to the Hessian, as a share of its mean diagonal", 0, 1)
 
 
+def _inverse_factor(hessian: torch.Tensor, damp: float) -> torch.Tensor:
+    """The upper Cholesky factor of H^-1 (H dampened, dead inputs given a unit diagonal): the
+    reference code's form of the OBS updates. Computed in the memory of `hessian`, which it returns
+    (a 3072-input layer would otherwise hold four 36 MB matrices at once)."""
+    H = hessian
+    diagonal = H.diagonal()
+    diagonal[diagonal == 0] = 1.0  # inputs that were always zero: any weight there is free to keep
+    diagonal.add_(damp * diagonal.mean())
+    torch.linalg.cholesky(H, out=H)
+    torch.cholesky_inverse(H, out=H)
+    return torch.linalg.cholesky(H, upper=True, out=H)
+
+
+def _saliency(W1: torch.Tensor, d: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """OBS saliency w^2 / [H^-1]_jj^2 of a block of rows (one per input column), into `out`."""
+    return torch.mul(W1, W1, out=out).div_(d.pow(2).unsqueeze(1))
+
+
+def _lowest(W1: torch.Tensor, d: torch.Tensor, k: int, scratch: torch.Tensor, out: torch.Tensor) -> None:
+    """Mark in `out` exactly the `k` weights of lowest saliency (ties broken by position). The k-th
+    value comes from a partial sort done in `scratch` (no temporary: torch's k-th value holds a copy
+    and int64 indices, a top-k of half a block is several times slower); the saliencies are then
+    computed again, identically, to compare with it."""
+    if k >= W1.numel():
+        out.fill_(True)
+        return
+    _saliency(W1, d, scratch)
+    if scratch.device.type == "cpu" and scratch.is_contiguous():
+        flat = scratch.numpy().reshape(-1)
+        flat.partition(k - 1)  # in place
+        threshold = torch.tensor(float(flat[k - 1]), dtype=scratch.dtype)
+    else:
+        threshold = scratch.flatten().kthvalue(k).values
+    scores = _saliency(W1, d, scratch)
+    torch.lt(scores, threshold, out=out)
+    missing = k - int(torch.count_nonzero(out))  # a bool sum would hold an int64 copy
+    if missing:  # ties at the threshold: the first ones in order
+        ties = (scores == threshold).flatten().nonzero().flatten()[:missing]
+        out.view(-1)[ties] = True
+
+
+def obs_prune_(
+    columns: torch.Tensor,
+    pruned: torch.Tensor,
+    hessian: torch.Tensor,
+    sparsity: float = 0.0,
+    n: int = 0,
+    m: int = 0,
+    blocksize: int = 128,
+    damp: float = 0.01,
+) -> None:
+    """SparseGPT on one float32 weight, in place, given as `columns`: (inputs, outputs), one row per
+    input column of the weight (a view of the weight itself: Conv1D's own layout, a Linear's
+    transpose). Marks the pruned weights True in `pruned` (same shape) and sets them to zero, the
+    others updated to reconstruct the outputs. `hessian` (2 X X^T, float32) is consumed.
+    Unstructured when `n` is 0: exactly round(sparsity * numel) weights go; else n of every m
+    consecutive inputs are kept for each output."""
+    cols, rows = columns.shape
+    Hinv = _inverse_factor(hessian, damp)
+    if n:
+        blocksize = max(m, blocksize // m * m)  # a group never straddles two blocks
+    total = round(sparsity * columns.numel())
+    size = min(blocksize, cols)
+    # Buffers shared by the column blocks (a layer's worth of churn would fragment the heap): one
+    # (columns x outputs) slab serves in turn as the saliencies, the scale 1/[H^-1]_jj of the pruned
+    # weights (0 for the kept) and, row by row, the errors spread over the later columns.
+    errors = torch.empty(size, rows, dtype=columns.dtype, device=columns.device)
+    slab = masks = None
+    for i1 in range(0, cols, blocksize):
+        i2 = min(i1 + blocksize, cols)
+        count = i2 - i1
+        view, target = columns[i1:i2], pruned[i1:i2]
+        W1 = view  # the block as contiguous rows: each input's weights to all outputs lie together
+        if not view.is_contiguous():
+            slab = torch.empty_like(errors) if slab is None else slab
+            W1 = slab[:count].copy_(view)
+        mask1 = target
+        if not target.is_contiguous():
+            masks = torch.empty_like(errors, dtype=torch.bool) if masks is None else masks
+            mask1 = masks[:count]
+        mask1.zero_()
+        Hinv1 = Hinv[i1:i2, i1:i2]
+        d = Hinv1.diagonal()
+        Err1 = errors[:count]
+        if not n:  # this block's share of the layer's count, so the blocks add up to exactly `total`
+            k = round(total * i2 / cols) - round(total * i1 / cols)
+            if k:
+                _lowest(W1, d, k, scratch=Err1, out=mask1)
+            Err1.copy_(mask1).div_(d.unsqueeze(1))  # no float temporary of the mask
+        for i in range(count):
+            if n and i % m == 0:  # a group's saliencies from its weights as updated so far
+                group = _saliency(W1[i : i + m], d[i : i + m], torch.empty_like(W1[i : i + m]))
+                mask1[i : i + m].scatter_(0, group.topk(m - n, dim=0, largest=False).indices, True)
+                Err1[i : i + m].copy_(mask1[i : i + m]).div_(d[i : i + m].unsqueeze(1))
+            err = Err1[i].mul_(W1[i])  # (w - q) / [H^-1]_jj, q the weight with the pruned ones zeroed
+            if i + 1 < count:
+                W1[i + 1 :].addr_(Hinv1[i, i + 1 :], err, alpha=-1)
+        W1.masked_fill_(mask1, 0.0)  # what the updates left of a pruned weight is rounding: exact zeros
+        if W1 is not view:
+            view.copy_(W1)
+        if mask1 is not target:
+            target.copy_(mask1)
+        if i2 < cols:  # the rest of every row, in place: no (rows x columns) temporary
+            columns[i2:].addmm_(Hinv[i1:i2, i2:].T, Err1, alpha=-1)
+
+
 def obs_prune(
     weight: torch.Tensor,
     hessian: torch.Tensor,
@@ -47,47 +161,21 @@ def obs_prune(
     damp: float = 0.01,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """SparseGPT on one weight (rows = outputs, columns = inputs) given H = 2 X X^T of its inputs:
-    (the pruned and reconstructed weight, the bool keep-mask). Unstructured when `n` is 0: exactly
-    round(sparsity * numel) weights go; else n of every m consecutive columns are kept."""
-    W = weight.detach().float().clone(memory_format=torch.contiguous_format)
-    rows, cols = W.shape
-    H = hessian.detach().float().clone()
-    dead = H.diagonal() == 0  # inputs that were always zero: any weight there is free to keep
-    H[dead, dead] = 1.0
-    H.diagonal().add_(damp * H.diagonal().mean())
-    Hinv = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    pruned = torch.zeros_like(W, dtype=torch.bool)
-    if n:
-        blocksize = max(m, blocksize // m * m)  # a group never straddles two blocks
-    total = round(sparsity * W.numel())
-    for i1 in range(0, cols, blocksize):
-        i2 = min(i1 + blocksize, cols)
-        W1, Hinv1 = W[:, i1:i2].clone(), Hinv[i1:i2, i1:i2]
-        Q1, Err1 = torch.zeros_like(W1), torch.zeros_like(W1)
-        mask1 = torch.zeros_like(W1, dtype=torch.bool)  # True: pruned
-        saliency_scale = Hinv1.diagonal().pow(2).unsqueeze(0)
-        if not n:  # this block's share of the layer's count, so the blocks add up to exactly `total`
-            k = round(total * i2 / cols) - round(total * i1 / cols)
-            if k:
-                lowest = (W1.pow(2) / saliency_scale).flatten().topk(k, largest=False).indices
-                mask1.view(-1)[lowest] = True
-        for i in range(i2 - i1):
-            if n and i % m == 0:
-                group = W1[:, i : i + m].pow(2) / saliency_scale[:, i : i + m]
-                mask1.scatter_(1, i + group.topk(m - n, dim=1, largest=False).indices, True)
-            w, d = W1[:, i], Hinv1[i, i]
-            q = w.masked_fill(mask1[:, i], 0.0)
-            Q1[:, i] = q
-            err = (w - q) / d
-            W1[:, i:].addr_(err, Hinv1[i, i:], alpha=-1)
-            Err1[:, i] = err
-        W[:, i1:i2], pruned[:, i1:i2] = Q1, mask1
-        W[:, i2:].addmm_(Err1, Hinv[i1:i2, i2:], alpha=-1)  # in place: no (rows x columns) temporary
-    return W.to(weight.dtype), ~pruned
+    (the pruned and reconstructed weight, the bool keep-mask); `weight` and `hessian` are left as
+    they are. Unstructured when `n` is 0: exactly round(sparsity * numel) weights go; else n of
+    every m consecutive columns are kept."""
+    columns = weight.detach().T.float().contiguous()
+    pruned = torch.zeros_like(columns, dtype=torch.bool)
+    obs_prune_(columns, pruned, hessian.detach().float().clone(), sparsity, n, m, blocksize, damp)
+    return columns.T.to(weight.dtype), ~pruned.T
 
 
 class _Stop(Exception):
     """Raised by a hook once it has what it came for: the rest of the forward pass is not needed."""
+
+
+class _Unready(Exception):
+    """Raised by a hook that finds the forward pass does not give the layer the inputs it needs."""
 
 
 def _columns(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -104,13 +192,19 @@ def matrix(layer: nn.Module) -> torch.Tensor:
     return w.T if transposed(layer) else w.reshape(w.shape[0], -1)
 
 
-def _capture(layer: nn.Module, passes: Callable[[], None]) -> torch.Tensor:
-    """2/N X X^T of the layer's inputs over `passes` (forward passes, each stopped at the layer)."""
+def _capture(
+    layer: nn.Module, passes: Callable[[], None], ready: Callable[[], bool] | None = None
+) -> torch.Tensor | None:
+    """2/N X X^T of the layer's inputs over `passes` (forward passes, each stopped at the layer),
+    accumulated in float32 batch by batch (no copy of all the inputs). None when `ready` says, as
+    the layer is reached, that the passes do not give its inputs."""
     size = matrix(layer).shape[1]
     total, count = torch.zeros(size, size, device=layer.weight.device), 0
 
     def record(module, args):
         nonlocal count
+        if ready is not None and not ready():
+            raise _Unready
         columns = _columns(module, args[0].detach().float())
         total.addmm_(columns.T, columns)
         count += columns.shape[0]
@@ -119,6 +213,8 @@ def _capture(layer: nn.Module, passes: Callable[[], None]) -> torch.Tensor:
     handle = layer.register_forward_pre_hook(record)
     try:
         passes()
+    except _Unready:
+        return None
     finally:
         handle.remove()
     return total.mul_(2.0 / max(count, 1))
@@ -172,6 +268,7 @@ def sequential(model: nn.Module, layers: Mapping[str, nn.Module], inputs: list[t
         return _capture(layer, lambda: [_stopped(lambda x=x: model(x, **kwargs)) for x in inputs])
 
     stack = _block_stack(model, layers)
+    raw = None  # what the stack's last block returned (its output's form)
     if stack is None:
         for name, layer in layers.items():
             yield name, layer, through_model(layer)
@@ -196,18 +293,107 @@ def sequential(model: nn.Module, layers: Mapping[str, nn.Module], inputs: list[t
     finally:
         handle.remove()
     for index, block in enumerate(blocks):
-        for name in (n for n in names if owner.get(n) == index):
-            replay = lambda b=block: [_stopped(lambda a=a, k=k: b(*a, **k)) for a, k in states]  # noqa: E731
-            yield name, layers[name], _capture(layers[name], replay)
+        pending = [n for n in names if owner.get(n) == index]
+        while pending:
+            shared, hessian = _replay(block, states, [layers[n] for n in pending])
+            for j, name in enumerate(pending[:shared]):  # one H for layers that read the same inputs
+                yield name, layers[name], hessian if j == shared - 1 else hessian.clone()
+            del hessian
+            pending = pending[shared:]
         for args, kw in states:  # the pruned block's outputs are the next block's inputs
-            out = _first(block(*args, **kw))
+            raw = block(*args, **kw)
+            out = _first(raw)
             if args:
                 args[0] = out
             else:
                 kw["hidden_states"] = out
     for name in names[first:]:
         if name not in owner:
-            yield name, layers[name], through_model(layers[name])
+            layer = layers[name]
+            hessian = _after_stack(model, kwargs, blocks, layer, inputs, states, raw)
+            yield name, layer, through_model(layer) if hessian is None else hessian
+
+
+def _replay(block: nn.Module, states: list, candidates: list[nn.Module]) -> tuple[int, torch.Tensor]:
+    """Replay the block on every batch's recorded inputs up to the first candidate (its layers not yet
+    pruned, in model order) and accumulate that layer's H. The layers after it in that order that the
+    block calls next with the very same input tensor (q, k and v projections; gate and up) share
+    that H, as pruning the first cannot change an input computed before it: (how many candidates
+    the H is for, H). The pass stops at the first candidate reached with any other input (which
+    must wait for those layers to be pruned); once a batch shows no layer shares the inputs, the
+    later batches stop at the first candidate itself."""
+    first = candidates[0]
+    size = matrix(first).shape[1]
+    total, count = torch.zeros(size, size, device=first.weight.device), 0
+    sharing = len(candidates) - 1  # how many of the next candidates still read the first's inputs
+    state: dict[str, Any] = {}
+
+    def on_first(module, args):
+        nonlocal count
+        x = args[0]
+        columns = _columns(module, x.detach().float())
+        total.addmm_(columns.T, columns)
+        count += columns.shape[0]
+        state.update(x=x, followers=0)
+        if not sharing:
+            raise _Stop
+
+    def on_next(j):
+        def hook(module, args):
+            if state["x"] is None:
+                return  # called before the first candidate: not what this pass is for
+            if args[0] is state["x"] and j == state["followers"] + 1 and j <= sharing:
+                state["followers"] = j
+                if j == sharing:
+                    raise _Stop
+                return
+            raise _Stop  # a candidate with other inputs: the group ends before it
+
+        return hook
+
+    handles = [first.register_forward_pre_hook(on_first)]
+    handles += [c.register_forward_pre_hook(on_next(j)) for j, c in enumerate(candidates[1:], 1)]
+    try:
+        for args, kw in states:
+            state.update(x=None, followers=0)
+            _stopped(lambda a=args, k=kw: block(*a, **k))
+            sharing = min(sharing, state["followers"])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return 1 + sharing, total.mul_(2.0 / max(count, 1))
+
+
+def _after_stack(model, kwargs, blocks, layer, inputs, states, raw) -> torch.Tensor | None:
+    """H of a layer that runs after the stack (a language model's head), from forward passes in which
+    every block answers at once with the stack's recorded output for that batch: the model's own
+    code between and after the blocks (final norm) runs, the blocks are not computed again. None
+    when that cannot be done (a block output other than a tensor or a plain tuple) or the layer is
+    reached before the last block (it runs inside the stack): then a full pass is needed."""
+    if not isinstance(raw, (torch.Tensor, tuple)):
+        return None
+    current: dict[str, Any] = {}
+
+    def answer(*args, **kw):
+        return current["out"] if isinstance(raw, torch.Tensor) else (current["out"], *raw[1:])
+
+    def answer_last(*args, **kw):
+        current["past"] = True
+        return answer()
+
+    def passes():
+        for x, (args, kw) in zip(inputs, states):
+            current.update(out=args[0] if args else kw["hidden_states"], past=False)
+            _stopped(lambda x=x: model(x, **kwargs))
+
+    for block in blocks:
+        block.forward = answer
+    blocks[-1].forward = answer_last
+    try:
+        return _capture(layer, passes, ready=lambda: current["past"])
+    finally:
+        for block in blocks:
+            del block.forward
 
 
 def calibration_inputs(ctx, samples: int) -> list[torch.Tensor]:
@@ -237,6 +423,24 @@ def check_layers(model: nn.Module) -> None:
             )
 
 
+def _as_columns(layer: nn.Module, t: torch.Tensor) -> torch.Tensor:
+    """A tensor shaped like the layer's weight as (inputs, outputs): a view of it when contiguous."""
+    return t if transposed(layer) else t.reshape(t.shape[0], -1).T
+
+
+def _prune_layer(layer: nn.Module, hessian: torch.Tensor, pattern: dict) -> torch.Tensor:
+    """Prune and reconstruct the layer's weight in place (a float32 contiguous weight is rewritten
+    where it lies, a 50257-row head included, with no copy); its bool keep-mask, weight-shaped."""
+    weight = layer.weight.detach()
+    pruned = torch.zeros_like(weight, dtype=torch.bool)
+    direct = weight.dtype == torch.float32 and weight.is_contiguous()
+    work = weight if direct else weight.float().contiguous()
+    obs_prune_(_as_columns(layer, work), _as_columns(layer, pruned), hessian, **pattern)
+    if not direct:
+        weight.copy_(work)
+    return pruned.logical_not_()
+
+
 def _reconstruct(dense, ctx, options, in_place, choose: Callable[[str, nn.Module], dict | None]):
     """Run the sequential pass on a copy (or `dense`): `choose` gives obs_prune's pattern per layer
     (None: leave it dense). Returns (model, keep-masks)."""
@@ -244,18 +448,19 @@ def _reconstruct(dense, ctx, options, in_place, choose: Callable[[str, nn.Module
     layers = prunable_layers(work)
     wanted = {name: choose(name, layer) for name, layer in layers.items()}
     chosen = {name: layer for name, layer in layers.items() if wanted[name] is not None}
-    keep = {name: torch.ones_like(layer.weight, dtype=torch.bool) for name, layer in layers.items()}
+    keep = dict.fromkeys(layers)  # in the layers' order
+    for name, layer in layers.items():
+        if name not in chosen:
+            keep[name] = torch.ones_like(layer.weight, dtype=torch.bool)
     was_training = work.training
     work.eval()
+    tuning = {"blocksize": options["blocksize"], "damp": options["damp"]}
     try:
         with torch.no_grad():
             inputs = calibration_inputs(ctx, options["samples"])
             for name, layer, hessian in sequential(work, chosen, inputs):
-                tuning = {"blocksize": options["blocksize"], "damp": options["damp"]}
-                new, kept = obs_prune(matrix(layer), hessian, **tuning, **wanted[name])
-                shape = layer.weight.shape
-                layer.weight.copy_(new.T if transposed(layer) else new.reshape(shape))
-                keep[name] = kept.T.contiguous() if transposed(layer) else kept.reshape(shape)
+                keep[name] = _prune_layer(layer, hessian, {**tuning, **wanted[name]})
+                del hessian
     finally:
         work.train(was_training)
     return work, keep
