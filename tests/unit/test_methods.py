@@ -221,3 +221,37 @@ def test_a_new_granularity_needs_only_its_method(monkeypatch, store_dir):
     assert set(groups.unique().tolist()) <= {0, 4}  # whole blocks kept or pruned
     with pytest.raises(UserError, match="works with unstructured methods"):
         submit.validate([config.replace(schedule="iterative", steps=2)])
+
+
+READ_ACTIVATIONS = sorted(
+    m for m, method in methods.METHODS.items() if method.needs_data and not method.needs_gradients
+)
+
+
+def test_only_gradient_criteria_take_a_backward_pass():
+    assert {m for m, method in methods.METHODS.items() if method.needs_gradients} == {
+        "snip", "taylor", "taylor-channel"
+    }  # fmt: skip
+    assert {"wanda", "sparsegpt"} <= set(READ_ACTIVATIONS)
+
+
+@pytest.mark.parametrize("method_id", READ_ACTIVATIONS)
+def test_methods_that_read_activations_leave_the_dense_model_as_it_was(method_id):
+    # They score the dense model itself (no copy: a copy of a 124M model is 0.5 GB more at peak),
+    # so scoring and pruning must leave it exactly as loaded.
+    from pruning.runs import experiment
+    from pruning.runs.config import RunConfig
+    from pruning.runs.prepared import importance, prepare
+
+    method = methods.get(method_id)
+    options = method.options({})
+    config = RunConfig("mlp-digits", method_id, method.target_sparsity(options, 0.5))
+    prep = prepare(config.replace(options=tuple(sorted(options.items()))))
+    before = {k: v.clone() for k, v in prep.model.state_dict().items()}
+    scores = importance(prep)
+    experiment.run_one(prep, scores, prep.config)
+    after = prep.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not prep.model.training
+    assert all(p.grad is None for p in prep.model.parameters())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in prep.model.modules())

@@ -125,6 +125,9 @@ class Method:
     granularity: Granularity = "unstructured"
     params: tuple[Param, ...] = field(default=())
     needs_data: bool = False
+    # Scores with the loss gradient (a backward pass): its importance gets a copy of the model, whose
+    # .grad it fills, and the load-time dry run checks a backward pass too.
+    needs_gradients: bool = False
     description: str = ""
     # Scores and masks single weights at any sparsity: schedules and per-layer sensitivity can use it.
     elementwise: bool = True
@@ -145,8 +148,8 @@ class Method:
         self, model: nn.Module, layers: Mapping[str, nn.Module], ctx: Context, options: Mapping[str, Any]
     ) -> dict[str, torch.Tensor] | None:
         """Scores shaped like each layer's weight (higher = more important), computed once per sweep;
-        None for a method that scores inside `prune`. A method with `needs_data` False is given the
-        dense model itself and must leave it unchanged; one that reads data gets a copy."""
+        None for a method that scores inside `prune`. A method with `needs_gradients` False is given
+        the dense model itself and must leave it unchanged; one that reads gradients gets a copy."""
         raise NotImplementedError
 
     def fixed_sparsity(self, options: Mapping[str, Any]) -> float | None:

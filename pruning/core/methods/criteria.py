@@ -26,6 +26,7 @@ class Snip(Method):
     id: str = "snip"
     label: str = "SNIP (connection sensitivity)"
     needs_data: bool = True
+    needs_gradients: bool = True
     params: tuple[Param, ...] = field(default=(BATCHES,))
     description: str = (
         "|w * dL/dw| with the gradient summed over calibration batches first, normalised to sum 1 "

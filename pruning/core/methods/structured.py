@@ -130,6 +130,7 @@ class TaylorChannel(ChannelMethod):
     id: str = "taylor-channel"
     label: str = "Taylor channel (first order)"
     needs_data: bool = True
+    needs_gradients: bool = True
     params: tuple[Param, ...] = field(default=(BATCHES, HEADS))
     description: str = (
         "Remove the channels with the smallest |w * dL/dw| summed over the group, on calibration "

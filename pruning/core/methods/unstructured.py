@@ -57,6 +57,7 @@ class Taylor(Method):
     id: str = "taylor"
     label: str = "Taylor (first order)"
     needs_data: bool = True
+    needs_gradients: bool = True
     params: tuple[Param, ...] = field(default=(BATCHES,))
     description: str = "|w * dL/dw| accumulated over calibration batches (Molchanov et al., 2019)."
 
