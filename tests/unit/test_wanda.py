@@ -88,3 +88,20 @@ def test_wanda_nm_keeps_the_n_best_scores_of_every_group(n, m):
     assert (groups.sum(-1) == n).all()
     best = scores.topk(n, dim=-1).indices
     assert torch.equal(groups, torch.zeros_like(groups).scatter_(-1, best, True))
+
+
+def test_row_orders_kept_between_levels_give_the_same_masks_as_sorting_again():
+    from pruning.core.methods.criteria import RowScores, select_rows
+
+    g = torch.Generator().manual_seed(0)
+    plain = {"a": torch.rand(30, 40, generator=g), "b": torch.rand(8, 16, generator=g).round(decimals=1)}
+    kept = RowScores(plain, set())
+    for level in (0.1, 0.5, 0.37, 0.9, 0.5):
+        levels = {"a": level, "b": level}
+        fresh, cached = select_rows(plain, levels), select_rows(kept, levels)
+        assert all(torch.equal(fresh[n], cached[n]) for n in plain)  # ties (layer b) broken alike
+    assert set(kept.orders) == {"a", "b"}
+    small = RowScores(plain, set())
+    small.ORDER_BUDGET = 30 * 40 * 4  # room for layer a's order only
+    select_rows(small, {"a": 0.5, "b": 0.5})
+    assert set(small.orders) == {"a"}

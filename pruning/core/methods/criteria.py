@@ -172,11 +172,30 @@ def layer_levels(sizes: Mapping[str, int], target: Target) -> dict[str, float]:
 
 class RowScores(dict):
     """Scores shaped like each weight, with the names of the layers whose outputs run along dim 1
-    (transformers' Conv1D stores (inputs, outputs)): per-output groups are columns there."""
+    (transformers' Conv1D stores (inputs, outputs)): per-output groups are columns there.
+
+    The scores are computed once per sweep and every level sorts the same rows, so each layer's row
+    order is kept after its first sort, as int32, up to ORDER_BUDGET bytes in all (a 20-level sweep of
+    the sample LM spent 1.1 of its 19 s sorting; a 124M model's orders would not fit the budget, and
+    its layers are sorted again at each level)."""
+
+    ORDER_BUDGET = 64 * 2**20
 
     def __init__(self, scores: Mapping[str, torch.Tensor], outputs_on_columns: set[str]):
         super().__init__(scores)
         self.outputs_on_columns = outputs_on_columns
+        self.orders: dict[str, torch.Tensor] = {}
+
+    def row_order(self, name: str, rows: torch.Tensor) -> torch.Tensor:
+        """`rows` (this layer's scores, one output per row) sorted ascending along each row, stably."""
+        kept = self.orders.get(name)
+        if kept is not None:
+            return kept.long()
+        order = rows.float().argsort(dim=1, stable=True)
+        used = sum(o.numel() * o.element_size() for o in self.orders.values())
+        if rows.shape[1] < 2**31 and used + order.numel() * 4 <= self.ORDER_BUDGET:
+            self.orders[name] = order.int()
+        return order
 
 
 def select_rows(scores: Mapping[str, torch.Tensor], levels: Mapping[str, float]) -> dict[str, torch.Tensor]:
@@ -190,7 +209,10 @@ def select_rows(scores: Mapping[str, torch.Tensor], levels: Mapping[str, float])
         count = round(levels[name] * rows.numel())
         per_row = torch.full((rows.shape[0],), count // rows.shape[0], device=s.device)
         per_row[: count % rows.shape[0]] += 1
-        order = rows.float().argsort(dim=1, stable=True)
+        if isinstance(scores, RowScores):
+            order = scores.row_order(name, rows)
+        else:
+            order = rows.float().argsort(dim=1, stable=True)
         goes = torch.arange(rows.shape[1], device=s.device).unsqueeze(0) < per_row.unsqueeze(1)
         keep = torch.ones_like(rows, dtype=torch.bool).scatter_(1, order, ~goes)
         masks[name] = keep.T.contiguous() if name in flipped else keep.view_as(s)
