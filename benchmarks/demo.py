@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -77,7 +78,7 @@ def screenshots(store: Path, report_html: Path) -> None:
             }
             for name, url in shots.items():
                 page.goto(url)
-                page.get_by_role("heading", name="cnn-digits").first.wait_for(timeout=600_000)
+                page.get_by_text(re.compile(r"^Slide \d+ of \d+")).first.wait_for(timeout=600_000)
                 if "curve" in name:
                     page.locator(".js-plotly-plot .main-svg").first.wait_for(timeout=600_000)
                 page.wait_for_timeout(1500)  # let the fade-in of the last elements finish
