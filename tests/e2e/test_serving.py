@@ -215,6 +215,13 @@ def test_with_a_password_no_page_or_download_works_without_it(page: Page, guarde
     expect(page.get_by_role("heading", name="Runs")).to_be_visible()
     download = page.get_by_role("button", name="Download pruned model (safetensors)")
     expect(download).to_be_visible()
+    # Click once the page has finished running, as a person would see it: a click on an element of a
+    # run still in progress (on a loaded machine) was lost with that run, and no download started.
+    page.wait_for_function(
+        "() => !document.querySelector('[data-stale=true]')"
+        " && !document.querySelector('[data-testid=stStatusWidget]')",
+        polling=100,
+    )
     with page.expect_download() as event:
         download.click()
     with Store(guarded.home) as store:
