@@ -14,22 +14,16 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from benchmarks.common import emit, timed
+from benchmarks.common import emit, gpt2_small, measured_cli, timed
 from pruning.runs import experiment
 from pruning.runs.config import RunConfig
 
-REPO = Path(__file__).resolve().parent.parent
 LEVELS = tuple(round(0.05 * i, 2) for i in range(1, 20)) + (0.97,)  # 20 levels
 
 
@@ -38,36 +32,12 @@ def note(message: str) -> None:
 
 
 def sparsegpt_gpt2(folder: Path) -> None:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config())  # GPT-2 small: 124M parameters
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    model.save_pretrained(folder / "gpt2")
-    del model
-    ids = np.random.default_rng(0).integers(0, 50257, size=(144, 129))
-    np.savez(
-        folder / "tokens.npz",
-        x_train=ids[:128, :-1],
-        y_train=ids[:128, 1:],
-        x_test=ids[128:, :-1],
-        y_test=ids[128:, 1:],
-    )
-    command = [
-        sys.executable, "-c",
-        "import resource, sys\nfrom pruning.cli import main\ncode = main(sys.argv[1:])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)",
+    params = gpt2_small(folder, train=128, test=16)
+    seconds, peak, result = measured_cli([
         "run", "--model", f"hf:{folder / 'gpt2'}", "--data", str(folder / "tokens.npz"),
         "--method", "sparsegpt", "--sparsity", "0.5", "--option", "samples=128", "--eval-samples", "16",
-        "--no-latency", "--batch-size", "1", "--json", "--quiet", "--store", str(folder / "lab"),
-    ]  # fmt: skip
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=dict(os.environ))
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    peak = int(done.stderr.strip().splitlines()[-1]) * 1024  # ru_maxrss is in kB on Linux
-    result = json.loads(done.stdout)
+        "--no-latency", "--batch-size", "1", "--quiet", "--store", str(folder / "lab"),
+    ])  # fmt: skip
     note(f"gpt2 sparsegpt: {seconds:.1f} s, peak {peak / 2**20:.0f} MiB, params {params / 2**20:.0f} MiB, "
          f"sparsity {result['sparsity']:.3f}")  # fmt: skip
     emit("lm/sparsegpt_gpt2_124m_oneshot_run", round(seconds, 1), "s", "<= 600")

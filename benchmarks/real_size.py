@@ -13,23 +13,17 @@ model (124M parameters, random weights, a local `hf:` directory). Run: `python -
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from benchmarks.common import emit
+from benchmarks.common import emit, gpt2_small, measured_cli
 from pruning.runs import preview
 from pruning.runs.config import RunConfig
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def note(message: str) -> None:
@@ -60,37 +54,12 @@ def resnet50_preview(folder: Path) -> None:
 
 
 def gpt2_run(folder: Path) -> None:
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config())  # GPT-2 small: 124M parameters
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    model.save_pretrained(folder / "gpt2")
-    del model
-    ids = np.random.default_rng(0).integers(0, 50257, size=(48, 129))
-    np.savez(
-        folder / "tokens.npz",
-        x_train=ids[:32, :-1],
-        y_train=ids[:32, 1:],
-        x_test=ids[32:, :-1],
-        y_test=ids[32:, 1:],
-    )
-    command = [
-        sys.executable, "-c",
-        "import resource, sys\nfrom pruning.cli import main\ncode = main(sys.argv[1:])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\nsys.exit(code)",
+    params = gpt2_small(folder, train=32, test=16)
+    seconds, peak, result = measured_cli([
         "run", "--model", f"hf:{folder / 'gpt2'}", "--data", str(folder / "tokens.npz"),
         "--method", "magnitude", "--sparsity", "0.5", "--eval-samples", "16", "--no-latency",
-        "--batch-size", "1", "--json", "--quiet",
-        "--store", str(folder / "lab"), "--export", str(folder / "out"),
-    ]  # fmt: skip
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=dict(os.environ))
-    seconds = time.perf_counter() - start
-    if done.returncode != 0:
-        raise RuntimeError(done.stderr[-2000:])
-    peak = int(done.stderr.strip().splitlines()[-1]) * 1024  # ru_maxrss is in kB on Linux
-    result = json.loads(done.stdout)
+        "--batch-size", "1", "--quiet", "--store", str(folder / "lab"), "--export", str(folder / "out"),
+    ])  # fmt: skip
     note(f"gpt2: {seconds:.1f} s, peak {peak / 2**20:.0f} MiB, parameters {params / 2**20:.0f} MiB, "
          f"perplexity {result['dense']['metric']:.1f} -> {result['pruned']['metric']:.1f}")  # fmt: skip
     emit("real_size/gpt2_124m_oneshot_run", round(seconds, 1), "s", "<= 60")
